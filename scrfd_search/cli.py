@@ -1,0 +1,63 @@
+"""The `scrfd-search` command: one subcommand per stage of the search pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from scrfd_search.errors import UserError
+
+# (subcommand, module under scrfd_search.commands, one-line help). Each module defines
+# add_arguments(parser) and run(args) -> int, and imports heavy libraries only inside run().
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("sample", "sample", "sample distinct architectures inside a GFLOPs budget"),
+    ("flops", "flops", "FLOPs and parameters of a detector, total and by component"),
+    ("demo-data", "demo_data", "write a small synthetic data set in the WIDER FACE layout"),
+    ("data-stats", "data_stats", "face sizes and ATSS positives per stride, small vs large crops"),
+    ("eval-widerface", "eval_widerface", "easy/medium/hard AP by the official WIDER FACE protocol"),
+    ("train", "train", "train one architecture on WIDER FACE (or demo data)"),
+    ("launch", "launch", "launch a budgeted search with Ray Tune"),
+    ("resume", "resume", "continue an interrupted search"),
+    ("status", "status", "print a search's leaderboard and progress"),
+    ("export", "export", "export top architectures as mmdet configs (and ONNX)"),
+    ("plot", "plot", "draw the computation-ratio figures from experiment stores"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="scrfd-search",
+        description="Search compute-redistributed SCRFD face detectors under a GFLOPs budget.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(f"scrfd_search.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"scrfd_search.commands.{module_name}":
+                raise
+            continue
+        cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse arguments, run the subcommand, turn UserError into one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"scrfd-search {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"scrfd-search {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

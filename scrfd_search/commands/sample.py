@@ -1,0 +1,109 @@
+"""Sample N distinct architectures inside a GFLOPs budget.
+
+Each candidate is drawn uniformly from the search space's ranges, prefiltered by the closed-form
+FLOPs counter, and confirmed by fvcore on the built detector. Writes DIR/arch_NNNN.json (one
+ArchSpec each, usable with `flops` and `train`) and DIR/candidates.json (all of them with their
+FLOPs and parameters by component). The same seed gives the same files, byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from scrfd_search.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `scrfd-search sample`."""
+    parser.add_argument("--space", required=True, type=Path, help="search space YAML (see search_spaces/)")
+    parser.add_argument("--n", type=int, default=16, help="number of distinct candidates (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", type=Path, help="folder to write the candidates to (omit to only print)")
+    parser.add_argument("--budget", type=float, help="GFLOPs budget (default: the space's budget_gflops)")
+    parser.add_argument("--no-confirm", action="store_true", help="skip the fvcore confirmation (faster)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it already holds files")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sample, print the table, and write the folder atomically."""
+    from scrfd_search.space.sampler import sample_candidates
+    from scrfd_search.space.search_space import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    if args.budget is not None and args.budget <= 0:
+        raise UserError(f"--budget: {args.budget} must be a positive number of GFLOPs")
+    if args.out is not None and args.out.exists() and any(args.out.iterdir()) and not args.force:
+        raise UserError(f"--out: {args.out} already holds files (use --force to replace them)")
+    budget = space.budget_gflops if args.budget is None else args.budget
+    low, high = space.budget_range(budget)
+    print(
+        f"sampling {args.n} candidates from {space.name} ({space.block} blocks) within "
+        f"{low:.3f}-{high:.3f} GFLOPs at {space.input_shape[0]}x{space.input_shape[1]}, seed {args.seed}",
+        file=sys.stderr,
+    )
+    candidates = sample_candidates(
+        space, args.n, args.seed, budget_gflops=budget, confirm=not args.no_confirm, progress=_print_progress
+    )
+    print(file=sys.stderr)
+    print(format_table(candidates))
+    if args.out is not None:
+        write_candidates(candidates, args.out, space, budget, args.seed)
+        print(f"wrote {len(candidates)} candidates to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _print_progress(p) -> None:
+    """One refreshed status line on stderr."""
+    print(
+        f"\r  draws {p.draws}  in budget {p.in_budget}  accepted {p.accepted}/{p.wanted}  "
+        f"acceptance {100 * p.acceptance_rate:.2f}%  fvcore rejected {p.rejected_by_fvcore}",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def format_table(candidates) -> str:
+    """A text table: one row per candidate with depths, widths, GFLOPs by component and params."""
+    from scrfd_search.flops.report import COMPONENTS
+
+    head = f"{'#':>4} {'stem':>4} {'depths':>12} {'widths':>16} {'neck':>4} {'head':>7} " + " ".join(
+        f"{c:>6}" for c in COMPONENTS
+    )
+    lines = [head + f" {'GFLOPs':>7} {'params(M)':>9}"]
+    for i, c in enumerate(candidates):
+        a = c.arch
+        depths = ",".join(str(d) for d in a.depths)
+        widths = ",".join(str(w) for w in a.widths)
+        comp = " ".join(f"{c.flops.gflops[k]:6.3f}" for k in COMPONENTS)
+        lines.append(
+            f"{i:>4} {a.stem_width:>4} {depths:>12} {widths:>16} {a.neck.channels:>4} "
+            f"{a.head.num_convs}x{a.head.width:<4} {comp} {c.flops.total_gflops:7.3f} {c.flops.params_m:9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def write_candidates(candidates, out: Path, space, budget: float, seed: int) -> None:
+    """Write every candidate into a temporary folder, then move it into place as a whole."""
+    from scrfd_search.io_utils import atomic_write_json, atomic_write_text
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        rows = []
+        for i, c in enumerate(candidates):
+            name = f"arch_{i:04d}.json"
+            atomic_write_text(tmp / name, c.arch.to_json())
+            rows.append({"id": i, "file": name, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()})
+        summary = {"space": space.to_dict(), "budget_gflops": budget, "seed": seed, "candidates": rows}
+        atomic_write_json(tmp / "candidates.json", summary)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,139 @@
+"""What the figures plot: experiment stores read once, failed trials set aside, shares and Pareto fronts."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scrfd_search.errors import UserError
+from scrfd_search.flops.report import BACKBONE_COMPONENTS, COMPONENTS
+from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
+
+BEST_FRACTION = 0.1  # "best models" = the top 10% by hard AP (at least one), as highlighted in the paper
+SHALLOW_COMPONENTS = ("stem", "c2", "c3")
+DETECTOR_PARTS = ("backbone", "neck", "head")
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """One experiment as the figures see it: settings, usable trials best first, and the failed count."""
+
+    name: str
+    settings: dict[str, Any]
+    trials: tuple[TrialRecord, ...]
+    failed: int
+
+    @property
+    def budget_gflops(self) -> float | None:
+        """The search's GFLOPs budget (None when experiment.json does not say)."""
+        value = self.settings.get("budget_gflops")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def step(self) -> int | None:
+        """1 (backbone only) or 2 (whole detector), None when unknown."""
+        value = self.settings.get("step")
+        return int(value) if isinstance(value, int) else None
+
+    @property
+    def label(self) -> str:
+        """Short name for legends: budget, step and experiment name."""
+        return f"{budget_text(self.budget_gflops)}, step {self.step or '?'} ({self.name})"
+
+    @property
+    def title(self) -> str:
+        """Figure title: experiment name, budget and step."""
+        return f"{self.name}: {budget_text(self.budget_gflops)} budget, step {self.step or '?'}"
+
+    @property
+    def best(self) -> tuple[TrialRecord, ...]:
+        """The highlighted best models."""
+        return self.trials[: best_count(len(self.trials))]
+
+
+def budget_text(budget: float | None) -> str:
+    """'2.5 GFLOPs', or 'unknown GFLOPs' when the budget is not recorded."""
+    return f"{budget:g} GFLOPs" if budget is not None else "unknown GFLOPs"
+
+
+def is_usable(trial: TrialRecord) -> bool:
+    """A trial is plotted when it did not fail and has a hard AP."""
+    return trial.state != "ERROR" and trial.hard is not None
+
+
+def best_count(n: int, fraction: float = BEST_FRACTION) -> int:
+    """How many of n ranked trials count as 'best' (at least one when n > 0)."""
+    return min(n, max(1, math.ceil(fraction * n))) if n else 0
+
+
+def load_view(name: str, results_dir: str | os.PathLike | None = None) -> StoreView:
+    """Read one experiment store into a StoreView (UserError when it does not exist)."""
+    store = ExperimentStore(store_path(name, results_dir))
+    settings = store.read_experiment()
+    trials = store.read_trials()
+    usable = ranked([t for t in trials if is_usable(t)])
+    return StoreView(name=name, settings=settings, trials=tuple(usable), failed=len(trials) - len(usable))
+
+
+def load_views(names: Sequence[str], results_dir: str | os.PathLike | None = None) -> list[StoreView]:
+    """Read every named store; fail before drawing anything if one is missing or has nothing to plot."""
+    if len(set(names)) != len(names):
+        raise UserError(f"experiment names: {', '.join(names)} repeat a name (expected each once)")
+    views = [load_view(n, results_dir) for n in names]
+    if not any(v.trials for v in views):
+        raise UserError(
+            f"{', '.join(names)}: no trial with a hard AP yet (nothing to plot; failed or running trials are left out)"
+        )
+    return views
+
+
+def backbone_shares(trial: TrialRecord) -> dict[str, float]:
+    """stem, c2..c5 as fractions of the backbone's GFLOPs."""
+    return trial.flops.backbone_shares()
+
+
+def shallow_share(trial: TrialRecord) -> float:
+    """(stem + C2 + C3) / backbone GFLOPs."""
+    shares = trial.flops.backbone_shares()
+    return sum(shares[c] for c in SHALLOW_COMPONENTS)
+
+
+def detector_shares(trial: TrialRecord) -> dict[str, float]:
+    """backbone, neck, head as fractions of the whole detector's GFLOPs."""
+    return trial.flops.detector_shares()
+
+
+def component_shares(trial: TrialRecord) -> dict[str, float]:
+    """stem, c2..c5, neck, head as fractions of the whole detector's GFLOPs."""
+    total = trial.flops.total_gflops
+    return {c: trial.flops.gflops[c] / total for c in COMPONENTS}
+
+
+def mean_shares(trials: Sequence[TrialRecord], of: str) -> dict[str, float]:
+    """Mean shares over trials, of 'backbone' (stem..c5 of backbone) or 'detector' (stem..head of total)."""
+    pick = backbone_shares if of == "backbone" else component_shares
+    keys = BACKBONE_COMPONENTS if of == "backbone" else COMPONENTS
+    rows = [pick(t) for t in trials]
+    return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For (cost, score) points: True where no other point is as cheap and as good, and better in one."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    on_front = [False] * len(points)
+    best: tuple[float, float] = (math.inf, -math.inf)
+    for i in order:
+        if points[i][1] > best[1] or tuple(points[i]) == best:  # an exact duplicate of a front point is on it
+            on_front[i] = True
+            best = (points[i][0], points[i][1])
+    return on_front
+
+
+def edf(values: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Empirical distribution function: sorted values and the fraction of values <= each."""
+    xs = sorted(values)
+    n = len(xs)
+    return xs, [(i + 1) / n for i in range(n)]

@@ -1,0 +1,298 @@
+"""The computation-ratio figures of the SCRFD paper (figs 5-9) plus an EDF of hard AP, drawn from stores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+
+from scrfd_search.flops.report import BACKBONE_COMPONENTS, COMPONENTS
+from scrfd_search.plots.data import (
+    BEST_FRACTION,
+    DETECTOR_PARTS,
+    StoreView,
+    backbone_shares,
+    budget_text,
+    detector_shares,
+    edf,
+    mean_shares,
+    pareto_front,
+    ranked,
+    shallow_share,
+)
+from scrfd_search.plots.style import (
+    COLUMN_WIDTH_IN,
+    COMPONENT_LABELS,
+    PAGE_WIDTH_IN,
+    PALETTE,
+    Drawn,
+    caption,
+    new_figure,
+    store_color,
+    store_marker,
+    style_context,
+)
+from scrfd_search.search.store import TrialRecord
+
+AP_LABEL = "hard AP (%)"
+SEGMENT_LABEL_MIN = 7.0  # % of a bar: smaller segments are not labelled inside
+
+
+def pct(x: float) -> float:
+    """Fraction to percent."""
+    return 100.0 * x
+
+
+def _counts_caption(views: Sequence[StoreView]) -> str:
+    """'n = 31 trials plotted; 2 failed or unfinished trials left out'."""
+    plotted = sum(len(v.trials) for v in views)
+    left_out = sum(v.failed for v in views)
+    text = f"n = {plotted} trial{'s' * (plotted != 1)} plotted"
+    if left_out:
+        text += f"; {left_out} failed or unfinished trial{'s' * (left_out != 1)} left out"
+    return text
+
+
+def _best_legend_handles(color: str) -> list[Line2D]:
+    """Legend entries telling apart ordinary trials and the highlighted best models."""
+    best_pct = round(pct(BEST_FRACTION))
+    return [
+        Line2D([], [], ls="", marker="o", ms=3.5, color=color, alpha=0.45, mec="none", label="trial"),
+        Line2D([], [], ls="", marker="o", ms=5, color=color, mec="black", mew=0.6, label=f"best {best_pct}%"),
+    ]
+
+
+def _scatter_highlighted(ax: Axes, view: StoreView, x_of: Callable[[TrialRecord], float], color: str) -> None:
+    """Scatter hard AP against x for all trials, the best models larger and outlined, drawn on top."""
+    best_ids = {t.trial_id for t in view.best}
+    rest = [t for t in view.trials if t.trial_id not in best_ids]
+    ax.scatter([x_of(t) for t in rest], [pct(t.hard) for t in rest], s=9, color=color, alpha=0.45, lw=0)
+    ax.scatter(
+        [x_of(t) for t in view.best],
+        [pct(t.hard) for t in view.best],
+        s=22,
+        color=color,
+        edgecolors="black",
+        linewidths=0.6,
+        zorder=3,
+    )
+
+
+def _trial_row(view: StoreView, rank: int, trial: TrialRecord) -> dict[str, Any]:
+    """Columns every per-trial CSV starts with."""
+    return {
+        "store": view.name,
+        "rank": rank,
+        "trial_id": trial.trial_id,
+        "hard_ap_pct": pct(trial.hard),
+        "backbone_gflops": trial.flops.backbone_gflops,
+        "total_gflops": trial.flops.total_gflops,
+        "best": rank <= len(view.best),
+    }
+
+
+TRIAL_COLUMNS = ("store", "rank", "trial_id", "hard_ap_pct", "backbone_gflops", "total_gflops", "best")
+
+
+def backbone_share_figure(view: StoreView) -> Drawn:
+    """Paper fig. 5: hard AP against each backbone part's share of backbone GFLOPs, one panel per part."""
+    columns = (*TRIAL_COLUMNS, *(f"{c}_pct_of_backbone" for c in BACKBONE_COMPONENTS))
+    with style_context():
+        fig = new_figure(PAGE_WIDTH_IN, 2.2)
+        axes = fig.subplots(1, len(BACKBONE_COMPONENTS), sharey=True)
+        for ax, comp in zip(axes, BACKBONE_COMPONENTS, strict=True):
+            _scatter_highlighted(ax, view, lambda t, c=comp: pct(backbone_shares(t)[c]), PALETTE[comp])
+            ax.set_xlabel(f"{COMPONENT_LABELS[comp]} share of backbone (%)")
+        axes[0].set_ylabel(AP_LABEL)
+        fig.legend(handles=_best_legend_handles("#777777"), loc="outside upper right", ncols=2)
+        fig.suptitle(f"{view.title}: backbone computation shares", x=0.0, ha="left")
+        caption(fig, _counts_caption([view]))
+    rows = []
+    for rank, t in enumerate(view.trials, 1):
+        shares = backbone_shares(t)
+        rows.append(
+            {**_trial_row(view, rank, t), **{f"{c}_pct_of_backbone": pct(shares[c]) for c in BACKBONE_COMPONENTS}}
+        )
+    return Drawn(f"backbone_shares_{view.name}", fig, columns, rows)
+
+
+def shallow_share_figure(view: StoreView) -> Drawn:
+    """Paper fig. 6: hard AP against the shallow (stem + C2 + C3) share of backbone GFLOPs."""
+    best_mean = pct(sum(shallow_share(t) for t in view.best) / len(view.best))
+    with style_context():
+        fig = new_figure(COLUMN_WIDTH_IN, 2.7)
+        ax = fig.subplots()
+        _scatter_highlighted(ax, view, lambda t: pct(shallow_share(t)), PALETTE["shallow"])
+        ax.axvline(best_mean, color="#444444", ls="--", lw=0.8)
+        ax.annotate(
+            f"best mean {best_mean:.1f}%",
+            xy=(best_mean, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize=8,
+            color="#444444",
+        )
+        ax.set_xlabel("stem + C2 + C3 share of backbone (%)")
+        ax.set_ylabel(AP_LABEL)
+        ax.legend(handles=_best_legend_handles(PALETTE["shallow"]), loc="lower left")
+        ax.set_title(f"{view.title}\nshallow-stage computation", loc="left")
+        caption(fig, _counts_caption([view]))
+    columns = (*TRIAL_COLUMNS, "shallow_pct_of_backbone")
+    rows = [
+        {**_trial_row(view, r, t), "shallow_pct_of_backbone": pct(shallow_share(t))}
+        for r, t in enumerate(view.trials, 1)
+    ]
+    return Drawn(f"shallow_share_{view.name}", fig, columns, rows)
+
+
+def detector_share_figure(view: StoreView) -> Drawn:
+    """Paper fig. 9: hard AP against backbone, neck and head shares of the whole detector's GFLOPs."""
+    with style_context():
+        fig = new_figure(PAGE_WIDTH_IN, 2.3)
+        axes = fig.subplots(1, len(DETECTOR_PARTS), sharey=True)
+        for ax, part in zip(axes, DETECTOR_PARTS, strict=True):
+            _scatter_highlighted(ax, view, lambda t, p=part: pct(detector_shares(t)[p]), PALETTE[part])
+            ax.set_xlabel(f"{COMPONENT_LABELS[part]} share of detector (%)")
+        axes[0].set_ylabel(AP_LABEL)
+        fig.legend(handles=_best_legend_handles("#777777"), loc="outside upper right", ncols=2)
+        fig.suptitle(f"{view.title}: backbone / neck / head computation", x=0.0, ha="left")
+        caption(fig, _counts_caption([view]))
+    columns = (*TRIAL_COLUMNS, *(f"{p}_pct_of_detector" for p in DETECTOR_PARTS))
+    rows = []
+    for rank, t in enumerate(view.trials, 1):
+        shares = detector_shares(t)
+        rows.append({**_trial_row(view, rank, t), **{f"{p}_pct_of_detector": pct(shares[p]) for p in DETECTOR_PARTS}})
+    return Drawn(f"detector_shares_{view.name}", fig, columns, rows)
+
+
+def edf_figure(views: Sequence[StoreView]) -> Drawn:
+    """RegNet-style empirical distribution of hard AP, one curve per experiment."""
+    columns = ("store", "budget_gflops", "step", "trial_id", "hard_ap_pct", "edf")
+    rows: list[dict[str, Any]] = []
+    shown = [v for v in views if v.trials]
+    with style_context():
+        fig = new_figure(COLUMN_WIDTH_IN, 2.6 + 0.32 * len(shown))
+        ax = fig.subplots()
+        for i, view in enumerate(views):
+            if not view.trials:
+                continue
+            aps = [pct(t.hard) for t in view.trials]
+            xs, fs = edf(aps)
+            label = f"{view.label}\nn={len(aps)}, min {min(aps):.1f}, mean {sum(aps) / len(aps):.1f}"
+            ax.step([xs[0], *xs], [0.0, *fs], where="post", color=store_color(i), label=label)
+            by_ap = sorted(view.trials, key=lambda t: t.hard)
+            for t, f in zip(by_ap, fs, strict=True):
+                row = {"store": view.name, "budget_gflops": view.budget_gflops, "step": view.step}
+                rows.append({**row, "trial_id": t.trial_id, "hard_ap_pct": pct(t.hard), "edf": f})
+        ax.set_xlabel(AP_LABEL)
+        ax.set_ylabel("cumulative fraction of models")
+        ax.set_ylim(0, 1.02)
+        ax.set_title("Empirical distribution of hard AP", loc="left")
+        ax.legend(loc="outside lower center") if False else fig.legend(loc="outside lower left", ncols=1)
+        caption(fig, _counts_caption(views))
+    return Drawn("edf_hard_ap", fig, columns, rows)
+
+
+def _budget_groups(views: Sequence[StoreView]) -> list[tuple[float | None, list[StoreView]]]:
+    """Experiments grouped by budget, smallest budget first (unknown budgets last)."""
+    groups: dict[float | None, list[StoreView]] = {}
+    for view in views:
+        if view.trials:
+            groups.setdefault(view.budget_gflops, []).append(view)
+    return sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0.0))
+
+
+def _group_best(group: list[StoreView]) -> tuple[list[TrialRecord], int]:
+    """The best models of all experiments of one budget pooled, and how many trials were pooled."""
+    pooled = ranked([t for v in group for t in v.trials])
+    best = StoreView("pooled", {}, tuple(pooled), 0).best
+    return list(best), len(pooled)
+
+
+def _stacked_bars(ax: Axes, labels: list[str], shares: list[dict[str, float]], keys: Sequence[str]) -> None:
+    """Horizontal stacked bars of percentage shares, labelled inside where a segment is wide enough."""
+    for y, share in enumerate(shares):
+        left = 0.0
+        for key in keys:
+            width = pct(share[key])
+            ax.barh(y, width, left=left, color=PALETTE[key], edgecolor="white", linewidth=0.5, height=0.7)
+            if width >= SEGMENT_LABEL_MIN:
+                dark = key in ("stem", "c4", "backbone")
+                ax.text(left + width / 2, y, f"{width:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+            left += width
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.grid(axis="y", visible=False)
+
+
+def budget_distribution_figure(views: Sequence[StoreView]) -> Drawn:
+    """Paper figs 7/8: mean computation shares of each budget's best models, as stacked bars."""
+    groups = _budget_groups(views)
+    labels, backbone_rows, detector_rows, rows = [], [], [], []
+    for budget, group in groups:
+        best, pooled = _group_best(group)
+        steps = "+".join(sorted({str(v.step or "?") for v in group}))
+        labels.append(f"{budget_text(budget)}\nstep {steps}")
+        backbone_rows.append(mean_shares(best, "backbone"))
+        detector_rows.append(mean_shares(best, "detector"))
+        common = {"budget_gflops": budget, "steps": steps, "stores": " ".join(v.name for v in group)}
+        common |= {"n_best": len(best), "n_trials": pooled}
+        for panel, shares in (("backbone", backbone_rows[-1]), ("detector", detector_rows[-1])):
+            rows += [{**common, "panel": panel, "component": k, "mean_pct": pct(s)} for k, s in shares.items()]
+    with style_context():
+        fig = new_figure(PAGE_WIDTH_IN, 1.3 + 0.45 * len(groups))
+        ax_bb, ax_det = fig.subplots(1, 2, sharey=True)
+        _stacked_bars(ax_bb, labels, backbone_rows, BACKBONE_COMPONENTS)
+        _stacked_bars(ax_det, labels, detector_rows, COMPONENTS)
+        ax_bb.set_xlabel("share of backbone GFLOPs (%)")
+        ax_det.set_xlabel("share of detector GFLOPs (%)")
+        ax_bb.set_title("backbone (fig. 7)", loc="left")
+        ax_det.set_title("whole detector (fig. 8)", loc="left")
+        handles = [Line2D([], [], ls="", marker="s", ms=6, color=PALETTE[c], label=COMPONENT_LABELS[c])
+                   for c in COMPONENTS]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(COMPONENTS))
+        fig.suptitle(
+            f"Computation distribution of the best {round(pct(BEST_FRACTION))}% models per budget", x=0.0, ha="left"
+        )
+        caption(fig, _counts_caption(views) + "; bars: mean over each budget's best models")
+    columns = ("budget_gflops", "steps", "stores", "n_best", "n_trials", "panel", "component", "mean_pct")
+    return Drawn("budget_distribution", fig, columns, rows)
+
+
+def pareto_figure(views: Sequence[StoreView]) -> Drawn:
+    """Hard AP against total GFLOPs over all experiments, with the Pareto front (max AP at <= GFLOPs)."""
+    points = [(view, t) for view in views for t in view.trials]
+    front = pareto_front([(t.flops.total_gflops, pct(t.hard)) for _, t in points])
+    gflops = [t.flops.total_gflops for _, t in points]
+    with style_context():
+        fig = new_figure(COLUMN_WIDTH_IN, 2.9 + 0.17 * len(views))
+        ax = fig.subplots()
+        for i, view in enumerate(views):
+            if not view.trials:
+                continue
+            xs = [t.flops.total_gflops for t in view.trials]
+            ax.scatter(xs, [pct(t.hard) for t in view.trials], s=12, color=store_color(i),
+                       marker=store_marker(i), alpha=0.6, lw=0, label=view.label)
+        fx, fy = zip(*sorted((t.flops.total_gflops, pct(t.hard)) for (_, t), f in zip(points, front) if f))
+        ax.step(fx, fy, where="post", color="black", lw=1.0, label="Pareto front")
+        ax.scatter(fx, fy, s=26, facecolors="none", edgecolors="black", linewidths=0.8, zorder=3)
+        if max(gflops) / min(gflops) > 4:
+            ax.set_xscale("log")
+        ax.set_xlabel("detector GFLOPs (at 640x480)")
+        ax.set_ylabel(AP_LABEL)
+        ax.set_title("Hard AP against computation", loc="left")
+        fig.legend(loc="outside lower left", ncols=1)
+        caption(fig, _counts_caption(views))
+    columns = ("store", "budget_gflops", "step", "trial_id", "total_gflops", "hard_ap_pct", "pareto")
+    rows = [
+        {"store": v.name, "budget_gflops": v.budget_gflops, "step": v.step, "trial_id": t.trial_id,
+         "total_gflops": t.flops.total_gflops, "hard_ap_pct": pct(t.hard), "pareto": f}
+        for (v, t), f in zip(points, front, strict=True)
+    ]
+    return Drawn("pareto_hard_ap_gflops", fig, columns, rows)

@@ -1,0 +1,1 @@
+"""Running searches: the experiment store, Ray Tune orchestration, the two-step constraint."""

@@ -1,0 +1,152 @@
+"""The experiment store: results/NAME/ with experiment.json and an atomically rewritten leaderboard."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from scrfd_search.errors import UserError
+from scrfd_search.flops.report import FlopsReport
+from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.space.arch import ArchSpec
+
+EXPERIMENT_FILE = "experiment.json"
+LEADERBOARD_FILE = "leaderboard.json"
+TRIAL_STATES = ("PENDING", "RUNNING", "TERMINATED", "ERROR")
+DEFAULT_RESULTS_DIR = "results"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One leaderboard row: a candidate, its cost and the APs it reached."""
+
+    trial_id: str
+    arch: ArchSpec
+    flops: FlopsReport
+    state: str = "PENDING"
+    easy: float | None = None
+    medium: float | None = None
+    hard: float | None = None
+    epochs_run: int = 0
+    error: str | None = None
+    checkpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form of the row."""
+        out = asdict(self)
+        out["arch"] = self.arch.to_dict()
+        out["flops"] = self.flops.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "leaderboard") -> TrialRecord:
+        """Inverse of to_dict."""
+        if data.get("state") not in TRIAL_STATES:
+            raise UserError(
+                f"{source}: trial {data.get('trial_id')!r} has unknown state {data.get('state')!r}"
+            )
+        return cls(
+            trial_id=str(data["trial_id"]),
+            arch=ArchSpec.from_dict(data["arch"], f"{source}: trial {data['trial_id']}"),
+            flops=FlopsReport.from_dict(data["flops"]),
+            state=data["state"],
+            easy=data.get("easy"),
+            medium=data.get("medium"),
+            hard=data.get("hard"),
+            epochs_run=int(data.get("epochs_run", 0)),
+            error=data.get("error"),
+            checkpoint=data.get("checkpoint"),
+            extra=dict(data.get("extra") or {}),
+        )
+
+    def updated(self, **changes: Any) -> TrialRecord:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def store_path(name: str, results_dir: str | os.PathLike | None = None) -> Path:
+    """Folder of the experiment called name (results/NAME by default, or $SCRFD_SEARCH_RESULTS/NAME)."""
+    if not name or "/" in name or name.startswith("."):
+        raise UserError(f"experiment name {name!r}: expected a plain folder name (letters, digits, - _ .)")
+    base = results_dir or os.environ.get("SCRFD_SEARCH_RESULTS") or DEFAULT_RESULTS_DIR
+    return Path(base) / name
+
+
+class ExperimentStore:
+    """Reads and writes one experiment's folder; every write is atomic."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @property
+    def experiment_file(self) -> Path:
+        """experiment.json: how the search was launched."""
+        return self.path / EXPERIMENT_FILE
+
+    @property
+    def leaderboard_file(self) -> Path:
+        """leaderboard.json: one row per trial."""
+        return self.path / LEADERBOARD_FILE
+
+    def exists(self) -> bool:
+        """Whether the experiment was created."""
+        return self.experiment_file.is_file()
+
+    def require(self) -> ExperimentStore:
+        """Fail with a clear message when the experiment does not exist."""
+        if not self.exists():
+            raise UserError(f"{self.path}: no experiment here (no {EXPERIMENT_FILE}); launch one first")
+        return self
+
+    def read_experiment(self) -> dict[str, Any]:
+        """The launch settings."""
+        return _read_json(self.require().experiment_file)
+
+    def write_experiment(self, settings: dict[str, Any]) -> None:
+        """Record the launch settings."""
+        atomic_write_json(self.experiment_file, settings)
+
+    def read_trials(self) -> list[TrialRecord]:
+        """All rows, in the order they were first recorded."""
+        if not self.leaderboard_file.is_file():
+            return []
+        data = _read_json(self.leaderboard_file)
+        rows = data.get("trials") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise UserError(f"{self.leaderboard_file}: expected an object with a 'trials' list")
+        return [TrialRecord.from_dict(r, str(self.leaderboard_file)) for r in rows]
+
+    def write_trials(self, trials: list[TrialRecord]) -> None:
+        """Rewrite the leaderboard atomically."""
+        atomic_write_json(self.leaderboard_file, {"trials": [t.to_dict() for t in trials]})
+
+    def upsert(self, record: TrialRecord) -> None:
+        """Insert or replace the row with record's trial id."""
+        trials = self.read_trials()
+        for i, t in enumerate(trials):
+            if t.trial_id == record.trial_id:
+                trials[i] = record
+                break
+        else:
+            trials.append(record)
+        self.write_trials(trials)
+
+
+def ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """Trials with a hard AP, best first (ties broken by fewer GFLOPs, then trial id)."""
+    scored = [t for t in trials if t.hard is not None]
+    return sorted(scored, key=lambda t: (-t.hard, t.flops.total_gflops, t.trial_id))  # type: ignore[operator]
+
+
+def _read_json(path: Path) -> Any:
+    """Parse a JSON file, naming it on failure."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
