@@ -88,8 +88,7 @@ def summarize(faces: dict[str, np.ndarray]) -> dict:
         "faces_per_image_quantiles": [float(v) for v in np.quantile(faces["counts"], q21)],
         "invalid_fraction": round(float(faces["invalid"].mean()), 5),
         "subset_min_relative_size": {
-            s: round(best_threshold(size[valid], faces[f"keep_{s}"][valid]) / WIDER_IMAGE_WIDTH, 6)
-            for s in SUBSETS
+            s: round(best_threshold(size[valid], faces[f"keep_{s}"][valid]) / WIDER_IMAGE_WIDTH, 6) for s in SUBSETS
         },
         "subset_kept_fraction": {s: round(float(faces[f"keep_{s}"].mean()), 5) for s in SUBSETS},
     }

@@ -33,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="input height and width (default: 480 640, i.e. VGA)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
-    parser.add_argument(
-        "--analytic", action="store_true", help="closed-form count from the ArchSpec instead of fvcore"
-    )
+    parser.add_argument("--analytic", action="store_true", help="closed-form count from the ArchSpec instead of fvcore")
 
 
 def _config_arch(path: Path) -> ArchSpec | None:
@@ -90,9 +88,7 @@ def _measure_config(path: Path, input_shape: tuple[int, int]) -> tuple[FlopsRepo
         with torch.no_grad():
             model = MODELS.build(cfg.model)
     except Exception as exc:  # a registry/config error in the user's file
-        raise UserError(
-            f"{path}: cannot build its model ({str(exc).splitlines()[0] if str(exc) else exc!r})"
-        ) from None
+        raise UserError(f"{path}: cannot build its model ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
     try:
         return measure_flops_timed(model, input_shape)
     except ValueError as exc:
@@ -127,15 +123,11 @@ def run(args: argparse.Namespace) -> int:
     """Count and print."""
     input_shape = (int(args.input_shape[0]), int(args.input_shape[1]))
     if min(input_shape) < 32:
-        raise UserError(
-            f"--input-shape: {input_shape[0]} {input_shape[1]} is too small (expected H, W >= 32)"
-        )
+        raise UserError(f"--input-shape: {input_shape[0]} {input_shape[1]} is too small (expected H, W >= 32)")
     path: Path = args.model
     arch = load_arch_or_none(path)
     if arch is None and args.analytic:
-        raise UserError(
-            f"{path}: --analytic needs an ArchSpec (no {path.stem}.json beside it, no scrfd_arch entry)"
-        )
+        raise UserError(f"{path}: --analytic needs an ArchSpec (no {path.stem}.json beside it, no scrfd_arch entry)")
     if args.analytic:
         from scrfd_search.flops.analytic import count_flops
 
@@ -148,7 +140,5 @@ def run(args: argparse.Namespace) -> int:
 
             report, seconds = measure_flops_timed(arch, input_shape)
         source = f"measured with fvcore (trace {seconds:.2f} s)"
-    print(
-        json.dumps(report.to_dict(), indent=2, sort_keys=True) if args.json else format_table(report, source)
-    )
+    print(json.dumps(report.to_dict(), indent=2, sort_keys=True) if args.json else format_table(report, source))
     return 0

@@ -133,13 +133,9 @@ def build_ground_truth(
             keep = {subset: range(box_array.shape[0]) for subset in SUBSETS}
         missing = [subset for subset in SUBSETS if subset not in keep]
         if missing:
-            raise UserError(
-                f"{where}: keep indices missing for subset(s) {missing} (expected {list(SUBSETS)})"
-            )
+            raise UserError(f"{where}: keep indices missing for subset(s) {missing} (expected {list(SUBSETS)})")
         keep_arrays = {
-            subset: _validated_keep(
-                list(keep[subset]), box_array.shape[0], f"{where} ({subset})", one_based=False
-            )
+            subset: _validated_keep(list(keep[subset]), box_array.shape[0], f"{where} ({subset})", one_based=False)
             for subset in SUBSETS
         }
         images.append(GTImage(str(event), str(name), box_array, keep_arrays))
@@ -189,9 +185,7 @@ def _text(value: Any, where: str) -> str:
         if value.dtype.kind == "U" and value.size == 1 or value.dtype == object and value.size == 1:
             value = value.ravel()[0]
         else:
-            raise UserError(
-                f"{where}: expected a string, got an array of shape {value.shape} and dtype {value.dtype}"
-            )
+            raise UserError(f"{where}: expected a string, got an array of shape {value.shape} and dtype {value.dtype}")
     if not isinstance(value, str) or not value.strip():
         raise UserError(f"{where}: expected a non-empty string, got {value!r}")
     return value.strip()
@@ -209,8 +203,7 @@ def _per_event(value: Any, num_events: int, path: Path, variable: str) -> list[l
     outer = _cells(value, f"{path}: {variable}")
     if len(outer) != num_events:
         raise UserError(
-            f"{path}: {variable} has {len(outer)} events, expected {num_events} "
-            f"(one per event of {FACES_FILE})"
+            f"{path}: {variable} has {len(outer)} events, expected {num_events} (one per event of {FACES_FILE})"
         )
     return [_cells(_unwrap_event(item), f"{path}: {variable}[{i}]") for i, item in enumerate(outer)]
 
@@ -260,9 +253,7 @@ def load_ground_truth(gt_dir: str | os.PathLike) -> WiderFaceGT:
     for e, event in enumerate(events):
         _check_image_counts(event, len(files[e]), faces_path, "face_bbx_list", len(boxes[e]))
         for subset in SUBSETS:
-            _check_image_counts(
-                event, len(files[e]), gt_dir / SUBSET_FILES[subset], "gt_list", len(keeps[subset][e])
-            )
+            _check_image_counts(event, len(files[e]), gt_dir / SUBSET_FILES[subset], "gt_list", len(keeps[subset][e]))
         for j, file_item in enumerate(files[e]):
             image = _text(file_item, f"{faces_path}: file_list[{e}][{j}]")
             where = f"{faces_path}: face_bbx_list for {event}/{image}"

@@ -60,8 +60,9 @@ def _parse_box_lines(path: Path, rows: list[str], first_line: int) -> np.ndarray
     tokens = [row.split() for row in rows]
     for offset, parts in enumerate(tokens):
         if len(parts) != 5:
-            raise UserError(f"{path}:{first_line + offset}: expected '{LINE_FORMAT}' (5 numbers), "
-                            f"got {rows[offset].strip()!r}")
+            raise UserError(
+                f"{path}:{first_line + offset}: expected '{LINE_FORMAT}' (5 numbers), got {rows[offset].strip()!r}"
+            )
     try:
         values = np.array(tokens, dtype=np.float64).reshape(-1, 5)
     except ValueError:
@@ -73,8 +74,10 @@ def _parse_box_lines(path: Path, rows: list[str], first_line: int) -> np.ndarray
             except ValueError:
                 numbers = [float("nan")]
             if not np.isfinite(numbers).all():
-                raise UserError(f"{path}:{first_line + offset}: expected '{LINE_FORMAT}' as 5 finite "
-                                f"numbers, got {rows[offset].strip()!r}") from None
+                raise UserError(
+                    f"{path}:{first_line + offset}: expected '{LINE_FORMAT}' as 5 finite "
+                    f"numbers, got {rows[offset].strip()!r}"
+                ) from None
     return values
 
 
@@ -117,11 +120,14 @@ def _prediction_files(pred_dir: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def read_predictions(pred_dir: str | os.PathLike, gt: WiderFaceGT | None = None) -> PredictionSet:
+def read_predictions(
+    pred_dir: str | os.PathLike, gt: WiderFaceGT | None = None, *, log_missing: bool = True
+) -> PredictionSet:
     """Read every prediction file of a folder; with gt, also note which gt images have no file.
 
-    Missing files count as no detections; their number is logged once (not per file) and returned
-    in `missing`. A file whose first line names another image than its file name is an error.
+    Missing files count as no detections; they are returned in `missing` and, with log_missing, their
+    number is logged once (not per file). A file whose first line names another image than its file
+    name is an error.
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
@@ -139,17 +145,22 @@ def read_predictions(pred_dir: str | os.PathLike, gt: WiderFaceGT | None = None)
         return PredictionSet(detections)
     missing = tuple(key for key in gt.index if key not in detections)
     extra = tuple(key for key in detections if key not in gt.index)
-    if missing:
-        logger.warning("%d of %d ground-truth images have no prediction file under %s; counted as no detections",
-                       len(missing), len(gt), pred_dir)
+    if missing and log_missing:
+        logger.warning(
+            "%d of %d ground-truth images have no prediction file under %s; counted as no detections",
+            len(missing),
+            len(gt),
+            pred_dir,
+        )
     return PredictionSet(detections, missing, extra)
 
 
 def _check_name(value: str, what: str) -> None:
     """Raise unless value can be a single path component."""
     if not value or "/" in value or "\\" in value or value in (".", "..") or value.strip() != value:
-        raise UserError(f"prediction file: expected a plain {what} name (no slashes or surrounding spaces), "
-                        f"got {value!r}")
+        raise UserError(
+            f"prediction file: expected a plain {what} name (no slashes or surrounding spaces), got {value!r}"
+        )
 
 
 def format_prediction_file(image: str, boxes_xywh: np.ndarray, scores: np.ndarray) -> str:
@@ -171,8 +182,10 @@ def write_prediction_file(
     if boxes.size == 0 and score_array.size == 0:
         boxes = boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] != score_array.shape[0]:
-        raise UserError(f"prediction file {event}/{image}: expected N x 4 boxes and N scores, got boxes of "
-                        f"shape {boxes.shape} and {score_array.shape[0]} scores")
+        raise UserError(
+            f"prediction file {event}/{image}: expected N x 4 boxes and N scores, got boxes of "
+            f"shape {boxes.shape} and {score_array.shape[0]} scores"
+        )
     if not (np.isfinite(boxes).all() and np.isfinite(score_array).all()):
         raise UserError(f"prediction file {event}/{image}: expected finite boxes and scores")
     path = Path(out_dir) / event / f"{image}.txt"

@@ -44,9 +44,7 @@ def pool_out(size: Size, kernel: int, stride: int, ceil_mode: bool) -> Size:
     return one(size[0]), one(size[1])
 
 
-def conv(
-    size: Size, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False
-) -> Cost:
+def conv(size: Size, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False) -> Cost:
     """A 2-D convolution with 'same' padding (kernel // 2)."""
     out = conv_out(size, kernel, stride, kernel // 2)
     weights = c_out * (c_in // groups) * kernel * kernel

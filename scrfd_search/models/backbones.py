@@ -6,13 +6,12 @@ from collections.abc import Sequence
 
 import torch
 from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
-from mmengine.model import BaseModule
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 RESNET_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 STAGE_STRIDES = (1, 2, 2, 2)
@@ -107,9 +106,7 @@ class SCRFDResNet(_StagedBackbone):
 
 def _conv_dw(in_channels: int, out_channels: int, stride: int, norm_cfg: dict) -> nn.Module:
     """MobileNetV1 unit: depthwise 3x3 + norm + ReLU, then pointwise 1x1 + norm + ReLU."""
-    return DepthwiseSeparableConvModule(
-        in_channels, out_channels, 3, stride=stride, padding=1, norm_cfg=norm_cfg
-    )
+    return DepthwiseSeparableConvModule(in_channels, out_channels, 3, stride=stride, padding=1, norm_cfg=norm_cfg)
 
 
 @MODELS.register_module()

@@ -39,14 +39,22 @@ class StoreView:
         return int(value) if isinstance(value, int) else None
 
     @property
+    def searcher(self) -> str | None:
+        """How candidates were proposed (random, optuna, ...), when experiment.json records it."""
+        value = self.settings.get("searcher")
+        return str(value) if value else None
+
+    @property
     def label(self) -> str:
-        """Short name for legends: budget, step and experiment name."""
-        return f"{budget_text(self.budget_gflops)}, step {self.step or '?'} ({self.name})"
+        """Short name for legends: budget, step, searcher and experiment name."""
+        searcher = f", {self.searcher}" if self.searcher else ""
+        return f"{budget_text(self.budget_gflops)}, step {self.step or '?'}{searcher} ({self.name})"
 
     @property
     def title(self) -> str:
-        """Figure title: experiment name, budget and step."""
-        return f"{self.name}: {budget_text(self.budget_gflops)} budget, step {self.step or '?'}"
+        """Figure title: experiment name, budget, step and searcher."""
+        searcher = f" ({self.searcher})" if self.searcher else ""
+        return f"{self.name}: {budget_text(self.budget_gflops)} budget, step {self.step or '?'}{searcher}"
 
     @property
     def best(self) -> tuple[TrialRecord, ...]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from scrfd_search.flops.report import BACKBONE_COMPONENTS, COMPONENTS
 from scrfd_search.plots.data import (
@@ -19,22 +20,24 @@ from scrfd_search.plots.data import (
     edf,
     mean_shares,
     pareto_front,
-    ranked,
     shallow_share,
 )
 from scrfd_search.plots.style import (
     COLUMN_WIDTH_IN,
     COMPONENT_LABELS,
+    LEGEND_LINE_IN,
     PAGE_WIDTH_IN,
     PALETTE,
     Drawn,
+    axes_with_legend_below,
     caption,
+    legend_in,
     new_figure,
     store_color,
     store_marker,
     style_context,
 )
-from scrfd_search.search.store import TrialRecord
+from scrfd_search.search.store import TrialRecord, ranked
 
 AP_LABEL = "hard AP (%)"
 SEGMENT_LABEL_MIN = 7.0  # % of a bar: smaller segments are not labelled inside
@@ -104,10 +107,10 @@ def backbone_share_figure(view: StoreView) -> Drawn:
         axes = fig.subplots(1, len(BACKBONE_COMPONENTS), sharey=True)
         for ax, comp in zip(axes, BACKBONE_COMPONENTS, strict=True):
             _scatter_highlighted(ax, view, lambda t, c=comp: pct(backbone_shares(t)[c]), PALETTE[comp])
-            ax.set_xlabel(f"{COMPONENT_LABELS[comp]} share of backbone (%)")
+            ax.set_xlabel(f"{COMPONENT_LABELS[comp]} share (%)")
         axes[0].set_ylabel(AP_LABEL)
         fig.legend(handles=_best_legend_handles("#777777"), loc="outside upper right", ncols=2)
-        fig.suptitle(f"{view.title}: backbone computation shares", x=0.0, ha="left")
+        fig.suptitle(f"{view.title}: hard AP vs share of backbone GFLOPs", x=0.0, ha="left")
         caption(fig, _counts_caption([view]))
     rows = []
     for rank, t in enumerate(view.trials, 1):
@@ -126,19 +129,22 @@ def shallow_share_figure(view: StoreView) -> Drawn:
         ax = fig.subplots()
         _scatter_highlighted(ax, view, lambda t: pct(shallow_share(t)), PALETTE["shallow"])
         ax.axvline(best_mean, color="#444444", ls="--", lw=0.8)
+        left, right = ax.get_xlim()
+        on_right = (best_mean - left) > 0.6 * (right - left)  # put the label on the side with room
         ax.annotate(
-            f"best mean {best_mean:.1f}%",
-            xy=(best_mean, 1.0),
+            f"best {round(pct(BEST_FRACTION))}% mean {best_mean:.1f}%",
+            xy=(best_mean, 0.0),
             xycoords=("data", "axes fraction"),
-            xytext=(3, -3),
+            xytext=(-3 if on_right else 3, 3),
             textcoords="offset points",
-            va="top",
+            ha="right" if on_right else "left",
+            va="bottom",
             fontsize=8,
             color="#444444",
         )
         ax.set_xlabel("stem + C2 + C3 share of backbone (%)")
         ax.set_ylabel(AP_LABEL)
-        ax.legend(handles=_best_legend_handles(PALETTE["shallow"]), loc="lower left")
+        ax.legend(handles=_best_legend_handles(PALETTE["shallow"]), loc="best")
         ax.set_title(f"{view.title}\nshallow-stage computation", loc="left")
         caption(fig, _counts_caption([view]))
     columns = (*TRIAL_COLUMNS, "shallow_pct_of_backbone")
@@ -156,10 +162,10 @@ def detector_share_figure(view: StoreView) -> Drawn:
         axes = fig.subplots(1, len(DETECTOR_PARTS), sharey=True)
         for ax, part in zip(axes, DETECTOR_PARTS, strict=True):
             _scatter_highlighted(ax, view, lambda t, p=part: pct(detector_shares(t)[p]), PALETTE[part])
-            ax.set_xlabel(f"{COMPONENT_LABELS[part]} share of detector (%)")
+            ax.set_xlabel(f"{COMPONENT_LABELS[part]} share (%)")
         axes[0].set_ylabel(AP_LABEL)
         fig.legend(handles=_best_legend_handles("#777777"), loc="outside upper right", ncols=2)
-        fig.suptitle(f"{view.title}: backbone / neck / head computation", x=0.0, ha="left")
+        fig.suptitle(f"{view.title}: hard AP vs share of detector GFLOPs", x=0.0, ha="left")
         caption(fig, _counts_caption([view]))
     columns = (*TRIAL_COLUMNS, *(f"{p}_pct_of_detector" for p in DETECTOR_PARTS))
     rows = []
@@ -171,12 +177,12 @@ def detector_share_figure(view: StoreView) -> Drawn:
 
 def edf_figure(views: Sequence[StoreView]) -> Drawn:
     """RegNet-style empirical distribution of hard AP, one curve per experiment."""
-    columns = ("store", "budget_gflops", "step", "trial_id", "hard_ap_pct", "edf")
+    columns = ("store", "budget_gflops", "step", "searcher", "trial_id", "hard_ap_pct", "edf")
     rows: list[dict[str, Any]] = []
     shown = [v for v in views if v.trials]
     with style_context():
-        fig = new_figure(COLUMN_WIDTH_IN, 2.6 + 0.32 * len(shown))
-        ax = fig.subplots()
+        fig = new_figure(COLUMN_WIDTH_IN, 2.6 + 2 * LEGEND_LINE_IN * len(shown))
+        ax, legend_ax = axes_with_legend_below(fig, 2.2, 2 * len(shown))
         for i, view in enumerate(views):
             if not view.trials:
                 continue
@@ -187,12 +193,13 @@ def edf_figure(views: Sequence[StoreView]) -> Drawn:
             by_ap = sorted(view.trials, key=lambda t: t.hard)
             for t, f in zip(by_ap, fs, strict=True):
                 row = {"store": view.name, "budget_gflops": view.budget_gflops, "step": view.step}
+                row["searcher"] = view.searcher
                 rows.append({**row, "trial_id": t.trial_id, "hard_ap_pct": pct(t.hard), "edf": f})
         ax.set_xlabel(AP_LABEL)
         ax.set_ylabel("cumulative fraction of models")
         ax.set_ylim(0, 1.02)
         ax.set_title("Empirical distribution of hard AP", loc="left")
-        ax.legend(loc="outside lower center") if False else fig.legend(loc="outside lower left", ncols=1)
+        legend_in(legend_ax, *ax.get_legend_handles_labels())
         caption(fig, _counts_caption(views))
     return Drawn("edf_hard_ap", fig, columns, rows)
 
@@ -222,11 +229,17 @@ def _stacked_bars(ax: Axes, labels: list[str], shares: list[dict[str, float]], k
             ax.barh(y, width, left=left, color=PALETTE[key], edgecolor="white", linewidth=0.5, height=0.7)
             if width >= SEGMENT_LABEL_MIN:
                 dark = key in ("stem", "c4", "backbone")
-                ax.text(left + width / 2, y, f"{width:.0f}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
+                ax.text(
+                    left + width / 2,
+                    y,
+                    f"{width:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
             left += width
     ax.set_yticks(range(len(labels)), labels)
-    ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.grid(axis="y", visible=False)
 
@@ -238,7 +251,7 @@ def budget_distribution_figure(views: Sequence[StoreView]) -> Drawn:
     for budget, group in groups:
         best, pooled = _group_best(group)
         steps = "+".join(sorted({str(v.step or "?") for v in group}))
-        labels.append(f"{budget_text(budget)}\nstep {steps}")
+        labels.append(f"{budget_text(budget)}, step {steps}\nbest {len(best)} of {pooled}")
         backbone_rows.append(mean_shares(best, "backbone"))
         detector_rows.append(mean_shares(best, "detector"))
         common = {"budget_gflops": budget, "steps": steps, "stores": " ".join(v.name for v in group)}
@@ -246,17 +259,19 @@ def budget_distribution_figure(views: Sequence[StoreView]) -> Drawn:
         for panel, shares in (("backbone", backbone_rows[-1]), ("detector", detector_rows[-1])):
             rows += [{**common, "panel": panel, "component": k, "mean_pct": pct(s)} for k, s in shares.items()]
     with style_context():
-        fig = new_figure(PAGE_WIDTH_IN, 1.3 + 0.45 * len(groups))
+        fig = new_figure(PAGE_WIDTH_IN, 1.3 + 0.5 * len(groups))
         ax_bb, ax_det = fig.subplots(1, 2, sharey=True)
         _stacked_bars(ax_bb, labels, backbone_rows, BACKBONE_COMPONENTS)
         _stacked_bars(ax_det, labels, detector_rows, COMPONENTS)
+        ax_bb.invert_yaxis()  # smallest budget on top (the axes share y, so once)
         ax_bb.set_xlabel("share of backbone GFLOPs (%)")
         ax_det.set_xlabel("share of detector GFLOPs (%)")
         ax_bb.set_title("backbone (fig. 7)", loc="left")
         ax_det.set_title("whole detector (fig. 8)", loc="left")
-        handles = [Line2D([], [], ls="", marker="s", ms=6, color=PALETTE[c], label=COMPONENT_LABELS[c])
-                   for c in COMPONENTS]
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(COMPONENTS))
+        handles = [
+            Line2D([], [], ls="", marker="s", ms=6, color=PALETTE[c], label=COMPONENT_LABELS[c]) for c in COMPONENTS
+        ]
+        fig.legend(handles=handles, loc="outside right upper", ncols=1)
         fig.suptitle(
             f"Computation distribution of the best {round(pct(BEST_FRACTION))}% models per budget", x=0.0, ha="left"
         )
@@ -271,28 +286,51 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
     front = pareto_front([(t.flops.total_gflops, pct(t.hard)) for _, t in points])
     gflops = [t.flops.total_gflops for _, t in points]
     with style_context():
-        fig = new_figure(COLUMN_WIDTH_IN, 2.9 + 0.17 * len(views))
-        ax = fig.subplots()
+        shown = [v for v in views if v.trials]
+        fig = new_figure(COLUMN_WIDTH_IN, 2.6 + LEGEND_LINE_IN * (len(shown) + 1))
+        ax, legend_ax = axes_with_legend_below(fig, 2.2, len(shown) + 1)
         for i, view in enumerate(views):
             if not view.trials:
                 continue
             xs = [t.flops.total_gflops for t in view.trials]
-            ax.scatter(xs, [pct(t.hard) for t in view.trials], s=12, color=store_color(i),
-                       marker=store_marker(i), alpha=0.6, lw=0, label=view.label)
-        fx, fy = zip(*sorted((t.flops.total_gflops, pct(t.hard)) for (_, t), f in zip(points, front) if f))
+            ax.scatter(
+                xs,
+                [pct(t.hard) for t in view.trials],
+                s=12,
+                color=store_color(i),
+                marker=store_marker(i),
+                alpha=0.6,
+                lw=0,
+                label=view.label,
+            )
+        front_points = sorted((t.flops.total_gflops, pct(t.hard)) for (_, t), f in zip(points, front, strict=True) if f)
+        fx, fy = [p[0] for p in front_points], [p[1] for p in front_points]
         ax.step(fx, fy, where="post", color="black", lw=1.0, label="Pareto front")
         ax.scatter(fx, fy, s=26, facecolors="none", edgecolors="black", linewidths=0.8, zorder=3)
+        for budget in sorted({v.budget_gflops for v in views if v.trials and v.budget_gflops}):
+            ax.axvline(budget, color="#999999", ls=":", lw=0.8, zorder=0)
         if max(gflops) / min(gflops) > 4:
             ax.set_xscale("log")
-        ax.set_xlabel("detector GFLOPs (at 640x480)")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        h, w = points[0][1].flops.input_shape
+        ax.set_xlabel(f"detector GFLOPs (at {w}x{h})")
         ax.set_ylabel(AP_LABEL)
-        ax.set_title("Hard AP against computation", loc="left")
-        fig.legend(loc="outside lower left", ncols=1)
+        ax.set_title("Hard AP against computation (dotted: budgets)", loc="left")
+        legend_in(legend_ax, *ax.get_legend_handles_labels())
         caption(fig, _counts_caption(views))
     columns = ("store", "budget_gflops", "step", "trial_id", "total_gflops", "hard_ap_pct", "pareto")
     rows = [
-        {"store": v.name, "budget_gflops": v.budget_gflops, "step": v.step, "trial_id": t.trial_id,
-         "total_gflops": t.flops.total_gflops, "hard_ap_pct": pct(t.hard), "pareto": f}
+        {
+            "store": v.name,
+            "budget_gflops": v.budget_gflops,
+            "step": v.step,
+            "trial_id": t.trial_id,
+            "total_gflops": t.flops.total_gflops,
+            "hard_ap_pct": pct(t.hard),
+            "pareto": f,
+        }
         for (v, t), f in zip(points, front, strict=True)
     ]
     return Drawn("pareto_hard_ap_gflops", fig, columns, rows)

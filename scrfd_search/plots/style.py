@@ -12,7 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+from matplotlib.axes import Axes  # noqa: E402  (after choosing the backend)
+from matplotlib.figure import Figure  # noqa: E402
 
 # Paul Tol's colour-blind-safe "muted" scheme; every figure uses these colours for these parts.
 PALETTE: dict[str, str] = {
@@ -122,5 +123,24 @@ def style_context() -> Any:
 
 
 def caption(fig: Figure, text: str) -> None:
-    """A small caption line under the axes (counts of plotted and left-out trials)."""
+    """A small caption line at the bottom of the figure (counts of plotted and left-out trials)."""
     fig.supxlabel(text, fontsize=8, color="#444444", x=0.0, ha="left")
+
+
+LEGEND_LINE_IN = 0.17  # height of one legend line at 8 pt, in inches
+
+
+def axes_with_legend_below(fig: Figure, plot_height_in: float, legend_lines: int) -> tuple[Axes, Axes]:
+    """A plot axes and, under it, an empty axes sized to hold a legend of legend_lines lines.
+
+    A separate axes (rather than an 'outside' figure legend) keeps the legend inside the constrained
+    layout together with the caption, so the two never overlap.
+    """
+    ax, legend_ax = fig.subplots(2, 1, height_ratios=[plot_height_in, LEGEND_LINE_IN * legend_lines])
+    legend_ax.axis("off")
+    return ax, legend_ax
+
+
+def legend_in(legend_ax: Axes, handles: list, labels: list[str]) -> None:
+    """Draw a legend filling legend_ax from its top-left corner."""
+    legend_ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(0, 1), borderaxespad=0, ncols=1)

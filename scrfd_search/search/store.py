@@ -46,9 +46,7 @@ class TrialRecord:
     def from_dict(cls, data: dict[str, Any], source: str = "leaderboard") -> TrialRecord:
         """Inverse of to_dict."""
         if data.get("state") not in TRIAL_STATES:
-            raise UserError(
-                f"{source}: trial {data.get('trial_id')!r} has unknown state {data.get('state')!r}"
-            )
+            raise UserError(f"{source}: trial {data.get('trial_id')!r} has unknown state {data.get('state')!r}")
         return cls(
             trial_id=str(data["trial_id"]),
             arch=ArchSpec.from_dict(data["arch"], f"{source}: trial {data['trial_id']}"),

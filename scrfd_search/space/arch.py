@@ -29,8 +29,7 @@ def _check_width(field: str, value: int) -> None:
         raise ArchSpecError(f"{field}: expected an integer, got {value!r}")
     if value < WIDTH_STEP or value > MAX_WIDTH or value % WIDTH_STEP:
         raise ArchSpecError(
-            f"{field}: {value} is not allowed "
-            f"(expected a multiple of {WIDTH_STEP} in {WIDTH_STEP}..{MAX_WIDTH})"
+            f"{field}: {value} is not allowed (expected a multiple of {WIDTH_STEP} in {WIDTH_STEP}..{MAX_WIDTH})"
         )
 
 
@@ -107,9 +106,7 @@ class ArchSpec:
         if head.norm == "gn":
             _check_int_range("head.gn_groups", head.gn_groups, 1, head.width)
             if head.width % head.gn_groups:
-                raise ArchSpecError(
-                    f"head.gn_groups: {head.gn_groups} does not divide head.width {head.width}"
-                )
+                raise ArchSpecError(f"head.gn_groups: {head.gn_groups} does not divide head.width {head.width}")
         for flag in ("shared", "depthwise", "keypoints"):
             if not isinstance(getattr(head, flag), bool):
                 raise ArchSpecError(f"head.{flag}: expected true or false, got {getattr(head, flag)!r}")
@@ -190,9 +187,7 @@ def _reject_unknown(data: dict, allowed: set[str], source: str, prefix: str) -> 
     """Fail on the first key that the dataclass does not have."""
     for key in data:
         if key not in allowed:
-            raise ArchSpecError(
-                f"{source}: unknown key {prefix}{key!r} (expected {', '.join(sorted(allowed))})"
-            )
+            raise ArchSpecError(f"{source}: unknown key {prefix}{key!r} (expected {', '.join(sorted(allowed))})")
 
 
 def _sub(kind: type, data: Any, source: str, prefix: str) -> Any:

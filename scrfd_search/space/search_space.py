@@ -153,8 +153,7 @@ class SearchSpace:
             "input_shape": list(self.input_shape),
             "stem_width": _range_dict(self.stem_width),
             "stages": [
-                {"depth": _range_dict(d), "width": _range_dict(w)}
-                for d, w in zip(self.depth, self.width, strict=True)
+                {"depth": _range_dict(d), "width": _range_dict(w)} for d, w in zip(self.depth, self.width, strict=True)
             ],
             "neck": {"channels": _range_dict(self.neck_channels)},
             "head": {
@@ -277,9 +276,7 @@ class _SpaceParser:
         """Fail on the first key the format does not know."""
         for key in data:
             if key not in allowed:
-                raise self.fail(
-                    f"{prefix}{key}", f"unknown key (expected one of {', '.join(sorted(allowed))})"
-                )
+                raise self.fail(f"{prefix}{key}", f"unknown key (expected one of {', '.join(sorted(allowed))})")
 
     def number(self, value: Any, key: str) -> float:
         """A positive number."""
@@ -317,9 +314,7 @@ class _SpaceParser:
             step = multiple
         for part, v in (("min", lo), ("max", hi), ("step", step)):
             if isinstance(v, bool) or not isinstance(v, int):
-                raise self.fail(
-                    f"{key}.{part}" if isinstance(value, dict) else key, f"{v!r} is not an integer"
-                )
+                raise self.fail(f"{key}.{part}" if isinstance(value, dict) else key, f"{v!r} is not an integer")
         if lo > hi:
             raise self.fail(key, f"min {lo} is above max {hi}")
         if lo < low or hi > high:
@@ -363,9 +358,7 @@ class _SpaceParser:
         if space.head_norm == "gn":
             for w in space.head_width.values():
                 if w % space.head_gn_groups:
-                    raise self.fail(
-                        "head.gn_groups", f"{space.head_gn_groups} does not divide head width {w}"
-                    )
+                    raise self.fail("head.gn_groups", f"{space.head_gn_groups} does not divide head width {w}")
         space.extreme_archs()  # raises ArchSpecError naming a field if the ranges cannot build
 
 

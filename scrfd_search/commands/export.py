@@ -1,0 +1,70 @@
+"""Export the best architectures of a search (or one ArchSpec file) for full training and deployment.
+
+For each of the top K trials by hard AP: an mmdet 3.x config with SCRFD's full 640-epoch schedule on
+WIDER FACE (large-crop sample redistribution, WIDER FACE metric) that `tools/train.py` or mmdet's own
+tools/train.py accept as is; the ArchSpec JSON; FLOPs and parameters by component; the search
+metrics it was chosen on. --onnx adds an ONNX model of backbone -> neck -> head with dynamic input
+size and raw per-stride outputs, from the trial's checkpoint when it saved one (else freshly
+initialised, and said so), checked against PyTorch in onnxruntime.
+Default output: results/NAME/export/ (an existing export is replaced only with --force).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the command's arguments."""
+    parser.add_argument("name", nargs="?", help="experiment name (a folder under the results dir)")
+    parser.add_argument("--arch", type=Path, default=None, help="export this ArchSpec JSON file instead of a search")
+    parser.add_argument("--top", type=int, default=1, help="how many of the best trials to export (default: 1)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: results/NAME/export, or export/<arch stem>)"
+    )
+    parser.add_argument("--onnx", action="store_true", help="also export each detector to ONNX")
+    parser.add_argument(
+        "--data-root",
+        default="data/widerface",
+        help="WIDER FACE folder the configs train on, as the training machine sees it (default: data/widerface)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="where experiments live (default: $SCRFD_SEARCH_RESULTS or results)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing, non-empty output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export and list what was written."""
+    from scrfd_search.errors import UserError
+
+    if (args.name is None) == (args.arch is None):
+        raise UserError("expected either an experiment NAME or --arch ARCH.json (exactly one)")
+    from scrfd_search.export import export_arch, export_experiment
+
+    if args.arch is not None:
+        out, index = export_arch(args.arch, args.out, data_root=args.data_root, with_onnx=args.onnx, force=args.force)
+    else:
+        out, index = export_experiment(
+            args.name,
+            args.top,
+            args.out,
+            results_dir=args.results_dir,
+            data_root=args.data_root,
+            with_onnx=args.onnx,
+            force=args.force,
+        )
+    for entry in index["models"]:
+        ap = f"  hard AP {entry['hard']:.4f}" if entry.get("hard") is not None else ""
+        print(f"{out / entry['config']}  {entry['total_gflops']:.3f} GFLOPs  {entry['params_m']:.3f} M{ap}")
+        if "onnx" in entry:
+            origin = (
+                "freshly initialised weights (no checkpoint)" if entry["onnx_freshly_initialised"] else "checkpoint"
+            )
+            print(f"{out / entry['onnx']}  from {origin}")
+    print(f"{len(index['models'])} model(s) exported to {out}")
+    return 0

@@ -1,0 +1,79 @@
+"""Launch a budgeted architecture search with Ray Tune.
+
+Each trial gets one architecture inside the GFLOPs budget of --space, trains it on --data for
+--epochs, and reports easy/medium/hard AP after every validation (trials are ranked by hard AP).
+--searcher random (the paper's search) draws the N distinct candidates up front from --seed;
+--searcher optuna uses TPE (seeded) over the same ranges, keeping every proposal inside the budget,
+with its study in results/NAME/optuna.db. --scheduler asha stops weak trials early on hard AP.
+A step-2 search (--space of step 2, --from STEP1_NAME) keeps only backbones whose stage shares of
+backbone FLOPs fall in the ranges derived from the best --top-k step-1 trials (bootstrap).
+Everything lands in results/NAME/ (or --results-dir/NAME): experiment.json, leaderboard.json, the
+Ray experiment (ray/), the trials' work folders (trials/); see `status`, `resume`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `scrfd-search launch`."""
+    parser.add_argument("--space", required=True, type=Path, help="search space YAML (see search_spaces/)")
+    parser.add_argument("--data", required=True, type=Path, help="WIDER FACE (or demo-data) folder")
+    parser.add_argument("--name", required=True, help="experiment name (folder under the results dir)")
+    parser.add_argument("--trials", type=int, default=320, help="number of trials (default 320, the paper's)")
+    parser.add_argument("--epochs", type=int, default=80, help="epochs per trial (default 80, the paper's)")
+    parser.add_argument("--searcher", choices=("random", "optuna"), default="random", help="default random")
+    parser.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="default fifo")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (default 1 when GPUs are present, else 0)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPU cores per trial (default 1)")
+    parser.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources hold)")
+    parser.add_argument("--address", help="Ray cluster address to join (default: start a local Ray)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling and training (default 0)")
+    parser.add_argument("--img-size", type=int, default=640, help="training image size (default 640)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument("--lr", type=float, default=0.01, help="learning rate for 32 images (default 0.01)")
+    parser.add_argument(
+        "--val-interval", type=int, help="epochs between validations (default: ASHA's first rung, else the end)"
+    )
+    parser.add_argument("--results-dir", type=Path, help="where experiments live (default results/)")
+    parser.add_argument("--from", dest="from_experiment", metavar="STEP1_NAME", help="step-1 search (step 2)")
+    parser.add_argument("--top-k", type=int, help="step-1 trials the constraint is derived from (default 5)")
+    parser.add_argument("--quiet", action="store_true", help="print only errors and the final line")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate everything, then run the search to its end."""
+    from scrfd_search.search.orchestrate import launch
+    from scrfd_search.search.settings import SearchSettings
+    from scrfd_search.search.store import store_path
+
+    gpus = args.gpus_per_trial
+    if gpus is None and args.address is None:
+        from scrfd_search.search.checks import local_gpus
+
+        gpus = 1.0 if local_gpus() > 0 else 0.0
+    path = store_path(args.name, args.results_dir)
+    settings = SearchSettings(
+        name=args.name,
+        results_dir=str(path.parent.resolve()),
+        space_file=str(args.space.resolve()),
+        data_root=str(args.data.expanduser().resolve()),
+        trials=args.trials,
+        epochs=args.epochs,
+        searcher=args.searcher,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_interval=args.val_interval,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=gpus if gpus is not None else 0.0,
+        max_concurrent=args.max_concurrent,
+        address=args.address,
+        from_experiment=args.from_experiment,
+        top_k=args.top_k,
+    )
+    return launch(settings, quiet=args.quiet)

@@ -1,0 +1,107 @@
+"""The driver-side Ray Tune callback that keeps leaderboard.json current (the driver is its only writer)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from scrfd_search.flops.report import FlopsReport
+from scrfd_search.search.store import ExperimentStore, TrialRecord
+from scrfd_search.search.trial import METRICS, trial_work_dir
+from scrfd_search.space.arch import ArchSpec
+
+MAX_ERROR_CHARS = 2000
+
+
+def record_from_config(trial_id: str, config: dict[str, Any], trials_root: str | Path) -> TrialRecord:
+    """A fresh PENDING row for a trial, from the arch and FLOPs its config carries."""
+    extra: dict[str, Any] = {"work_dir": str(trial_work_dir(trials_root, trial_id))}
+    if "candidate" in config:
+        extra["candidate"] = config["candidate"]
+    if "optuna_number" in config:
+        extra["optuna_number"] = config["optuna_number"]
+    return TrialRecord(
+        trial_id=trial_id,
+        arch=ArchSpec.from_dict(config["arch"], f"trial {trial_id} config"),
+        flops=FlopsReport.from_dict(config["flops"]),
+        extra=extra,
+    )
+
+
+def with_result(record: TrialRecord, result: dict[str, Any] | None) -> TrialRecord:
+    """The row updated with the APs and epoch of a reported result (unchanged when result lacks them)."""
+    if not result or "hard" not in result:
+        return record
+    aps = {k: float(result[k]) for k in METRICS if result.get(k) is not None}
+    return record.updated(**aps, epochs_run=int(result.get("epoch", record.epochs_run)))
+
+
+def error_summary(text: str | None) -> str:
+    """The last line of a traceback (what went wrong), shortened for the table."""
+    if not text:
+        return "trial failed (no error text recorded)"
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else str(text))[:MAX_ERROR_CHARS]
+
+
+class LeaderboardCallback(Callback):
+    """Upserts one leaderboard row per trial on start, on every result, on completion and on error."""
+
+    def __init__(self, store_path: str | Path, trials_root: str | Path, total_trials: int, quiet: bool = False):
+        self.store_path = str(store_path)
+        self.trials_root = str(trials_root)
+        self.total_trials = total_trials
+        self.quiet = quiet
+
+    def _store(self) -> ExperimentStore:
+        """The experiment store (built on demand so the callback pickles as plain paths)."""
+        return ExperimentStore(self.store_path)
+
+    def _row(self, trial: Any) -> TrialRecord:
+        """The stored row of a trial, or a new one built from its config."""
+        for row in self._store().read_trials():
+            if row.trial_id == trial.trial_id:
+                return row
+        return record_from_config(trial.trial_id, trial.config, self.trials_root)
+
+    def _save(self, record: TrialRecord) -> None:
+        """Write the row (the whole leaderboard is rewritten atomically)."""
+        self._store().upsert(record)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial got its resources and starts (or restarts after a resume)."""
+        self._save(self._row(trial).updated(state="RUNNING", error=None))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        """A validation finished: record the APs reached so far."""
+        self._save(with_result(self._row(trial), result).updated(state="RUNNING"))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial finished training (or was stopped early by ASHA)."""
+        record = with_result(self._row(trial), trial.last_result).updated(state="TERMINATED", error=None)
+        self._save(record)
+        self._announce(record, trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial raised (NaN loss, out of memory, a dead worker): keep its error, the search goes on."""
+        text = trial.get_error() if trial.run_metadata.error_filename else None
+        record = with_result(self._row(trial), trial.last_result).updated(state="ERROR", error=error_summary(text))
+        self._save(record)
+        self._announce(record, trials)
+
+    def _announce(self, record: TrialRecord, trials: list) -> None:
+        """One progress line on the driver's console."""
+        if self.quiet:
+            return
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        hard = "-" if record.hard is None else f"{100 * record.hard:.2f}%"
+        what = f"error: {record.error}" if record.state == "ERROR" else f"hard AP {hard}"
+        print(
+            f"[scrfd-search] trial {record.trial_id} {record.state.lower()} after {record.epochs_run} epochs, "
+            f"{what} ({done}/{self.total_trials} finished)",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -1,0 +1,132 @@
+"""A search's progress and leaderboard, as `scrfd-search status` prints it (text or JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scrfd_search.flops.report import COMPONENTS
+from scrfd_search.search.constraint import ShareConstraint
+from scrfd_search.search.store import TrialRecord, ranked
+
+STATE_ORDER = {"TERMINATED": 0, "RUNNING": 1, "PENDING": 2, "ERROR": 3}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of trials by state (pending includes trials not created yet) and the best so far."""
+
+    total: int
+    done: int
+    running: int
+    failed: int
+    pending: int
+    best: TrialRecord | None
+
+    def describe(self) -> str:
+        """One line: counts and the best hard AP."""
+        best = (
+            f"best hard AP {100 * self.best.hard:.2f}% (trial {self.best.trial_id}, "
+            f"{self.best.flops.total_gflops:.3f} GFLOPs)"
+            if self.best is not None and self.best.hard is not None
+            else "no result yet"
+        )
+        return (
+            f"trials: {self.done} of {self.total} done, {self.running} running, {self.failed} failed, "
+            f"{self.pending} pending; {best}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "total": self.total,
+            "done": self.done,
+            "running": self.running,
+            "failed": self.failed,
+            "pending": self.pending,
+            "best_trial": self.best.trial_id if self.best else None,
+            "best_hard": self.best.hard if self.best else None,
+        }
+
+
+def progress_of(trials: list[TrialRecord], total: int) -> Progress:
+    """Count states; trials the searcher has not handed out yet count as pending."""
+    count = {s: sum(t.state == s for t in trials) for s in STATE_ORDER}
+    best = ranked(trials)
+    return Progress(
+        total=total,
+        done=count["TERMINATED"],
+        running=count["RUNNING"],
+        failed=count["ERROR"],
+        pending=max(0, total - len(trials)) + count["PENDING"],
+        best=best[0] if best else None,
+    )
+
+
+def leaderboard_order(trials: list[TrialRecord]) -> list[tuple[int | None, TrialRecord]]:
+    """(rank, row) pairs: trials with a hard AP by rank, then the others by state."""
+    scored = ranked(trials)
+    ids = {t.trial_id for t in scored}
+    rest = sorted((t for t in trials if t.trial_id not in ids), key=lambda t: (STATE_ORDER[t.state], t.trial_id))
+    return [(i + 1, t) for i, t in enumerate(scored)] + [(None, t) for t in rest]
+
+
+def _pct(value: float | None) -> str:
+    """A fraction as a percentage with two decimals, '-' when missing."""
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def leaderboard_table(trials: list[TrialRecord]) -> str:
+    """The text table: rank, trial, GFLOPs, params, share of GFLOPs per component, APs, epochs, state."""
+    header = (
+        f"{'rank':>4}  {'trial':<12} {'GFLOPs':>7} {'params(M)':>9}  "
+        + " ".join(f"{c:>5}" for c in COMPONENTS)
+        + f"  {'easy%':>6} {'medium%':>7} {'hard%':>6} {'epochs':>6}  state"
+    )
+    lines = [header, "-" * len(header)]
+    for rank, t in leaderboard_order(trials):
+        total = t.flops.total_gflops
+        shares = " ".join(f"{100 * t.flops.gflops[c] / total:>5.1f}" for c in COMPONENTS)
+        lines.append(
+            f"{rank if rank is not None else '-':>4}  {t.trial_id:<12} {total:>7.3f} {t.flops.params_m:>9.3f}  "
+            f"{shares}  {_pct(t.easy):>6} {_pct(t.medium):>7} {_pct(t.hard):>6} {t.epochs_run:>6}  {t.state}"
+        )
+    return "\n".join(lines)
+
+
+def status_text(experiment: dict[str, Any], trials: list[TrialRecord]) -> str:
+    """What `status` prints: a header, the progress line, the constraint (step 2), the table, errors."""
+    name = experiment.get("name", "?")
+    low_high = ""
+    if experiment.get("budget_gflops") is not None:
+        b, tol = experiment["budget_gflops"], experiment.get("tolerance", 0.0)
+        low_high = f", budget {b:g} GFLOPs +-{100 * tol:g}%"
+    lines = [
+        f"search {name}: step {experiment.get('step', 1)}, {experiment.get('searcher')} searcher, "
+        f"{experiment.get('scheduler')} scheduler, {experiment.get('epochs')} epochs per trial{low_high}",
+        progress_of(trials, int(experiment.get("trials", len(trials)))).describe(),
+    ]
+    if experiment.get("constraint"):
+        lines.append("constraint: " + ShareConstraint.from_dict(experiment["constraint"]).describe())
+    lines += ["", "GFLOPs shares per component in %, APs in %", leaderboard_table(trials)]
+    errors = [t for t in trials if t.state == "ERROR"]
+    if errors:
+        lines += ["", "errors:"] + [f"  {t.trial_id}: {t.error}" for t in errors]
+    return "\n".join(lines)
+
+
+def status_json(experiment: dict[str, Any], trials: list[TrialRecord]) -> dict[str, Any]:
+    """The same information as JSON: settings, progress, constraint, and rows in leaderboard order."""
+    rows = []
+    for rank, t in leaderboard_order(trials):
+        row = t.to_dict()
+        row["rank"] = rank
+        row["shares"] = {c: t.flops.gflops[c] / t.flops.total_gflops for c in COMPONENTS}
+        rows.append(row)
+    return {
+        "name": experiment.get("name"),
+        "experiment": experiment,
+        "progress": progress_of(trials, int(experiment.get("trials", len(trials)))).to_dict(),
+        "constraint": experiment.get("constraint"),
+        "trials": rows,
+    }

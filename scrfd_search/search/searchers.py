@@ -1,0 +1,175 @@
+"""The two ways trials get their architecture: a fixed list of sampled candidates, or Optuna's TPE.
+
+`random` (the paper's search): the driver draws N distinct in-budget candidates with
+sample_candidates(space, N, seed) and CandidateSearcher hands trial i candidate i.
+
+`optuna`: TPE over the same ranges (space.suggest_arch, define-by-run), with the GFLOPs budget (and
+the step-2 share constraint) enforced by rejection from TPE's own proposal: for each new trial a
+scratch in-memory study holding a copy of the real study's trials is asked repeatedly (each draw
+seeded, FLOPs counted in closed form, at most `max_draws` draws) until a distinct candidate is in
+budget; fvcore then confirms it and the real study (SQLite, results/NAME/optuna.db) gets exactly
+that point, enqueued. Out-of-budget proposals therefore never reach the stored study (it holds only
+trained trials, so optuna-dashboard shows the search as it ran), and TPE still learns from every
+trained trial. Ray's OptunaSearch does the rest (reporting per validation, completion, save/restore).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from scrfd_search.errors import UserError
+from scrfd_search.flops.report import FlopsReport
+from scrfd_search.search.constraint import ShareConstraint
+from scrfd_search.space.arch import ArchSpec
+from scrfd_search.space.search_space import SearchSpace
+
+METRIC = "hard"
+MODE = "max"
+DEFAULT_MAX_DRAWS = 20000
+
+
+def candidate_configs(candidates: list[Any]) -> list[dict[str, Any]]:
+    """Trial configs for a list of sampler Candidates: index, arch and confirmed FLOPs."""
+    return [{"candidate": i, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()} for i, c in enumerate(candidates)]
+
+
+class CandidateSearcher(Searcher):
+    """Hands out a fixed list of configs in order, one per trial, then reports the search finished."""
+
+    def __init__(self, configs: list[dict[str, Any]], metric: str = METRIC, mode: str = MODE) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.configs = list(configs)
+        self.next_index = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """The next candidate's config, or FINISHED when every candidate has a trial."""
+        if self.next_index >= len(self.configs):
+            return Searcher.FINISHED
+        config = dict(self.configs[self.next_index])
+        self.next_index += 1
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Nothing to learn: the candidates were fixed before the search began."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Remember how many candidates were handed out (for resume)."""
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"configs": self.configs, "next_index": self.next_index}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Continue after the last candidate handed out."""
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.configs, self.next_index = state["configs"], state["next_index"]
+
+
+@dataclass(frozen=True)
+class ArchSuggester:
+    """The define-by-run function: asks an Optuna trial for an ArchSpec over the space's ranges."""
+
+    space: SearchSpace
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        """Suggest every free field and return the ArchSpec (as a dict) for the trial config."""
+        return {"arch": self.space.suggest_arch(trial).to_dict()}
+
+
+def _in_budget(space: SearchSpace, flops: FlopsReport, constraint: ShareConstraint | None) -> bool:
+    """Whether a FLOPs report meets the budget window and, in step 2, the share constraint."""
+    low, high = space.budget_range()
+    return low <= flops.total_gflops <= high and (constraint is None or constraint.accepts(flops))
+
+
+class BudgetedOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch (TPE, seeded, SQLite study) whose suggestions all lie inside the budget."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        storage_url: str,
+        study_name: str,
+        seed: int,
+        constraint: ShareConstraint | None = None,
+        max_draws: int = DEFAULT_MAX_DRAWS,
+        confirm: bool = True,
+    ) -> None:
+        super().__init__(
+            space=ArchSuggester(space),
+            metric=METRIC,
+            mode=MODE,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            study_name=study_name,
+            storage=optuna.storages.RDBStorage(storage_url),
+        )
+        self.search_space = space
+        self.constraint = constraint
+        self.draw_seed = seed
+        self.max_draws = max_draws
+        self.confirm = confirm
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """Enqueue a feasible point in the stored study, then let OptunaSearch ask for it."""
+        if trial_id in self._ot_trials:
+            return super().suggest(trial_id)
+        params, flops = self._feasible_point()
+        self._ot_study.enqueue_trial(params)
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr("ray_trial_id", trial_id)
+        ot_trial.set_user_attr("gflops", flops.total_gflops)
+        config["flops"] = flops.to_dict()
+        config["optuna_number"] = ot_trial.number
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Record errored trials as FAIL in the study (OptunaSearch would keep their last AP as COMPLETE)."""
+        super().on_trial_complete(trial_id, None if error else result, error)
+
+    def _feasible_point(self) -> tuple[dict[str, Any], FlopsReport]:
+        """Ask a scratch copy of the study until TPE proposes a distinct architecture inside the budget."""
+        from scrfd_search.flops.analytic import count_flops
+
+        history = [t for t in self._ot_study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
+        taken = {self._arch_of(t.params).key() for t in history}
+        scratch = optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=self.draw_seed * 1_000_003 + len(history)),
+        )
+        scratch.add_trials(history)
+        shape = self.search_space.input_shape
+        for _ in range(self.max_draws):
+            proposal = scratch.ask()
+            arch = self.search_space.suggest_arch(proposal)
+            scratch.tell(proposal, state=optuna.trial.TrialState.FAIL)
+            if arch.key() in taken or not _in_budget(self.search_space, count_flops(arch, shape), self.constraint):
+                continue
+            taken.add(arch.key())
+            flops = self._confirmed(arch)
+            if _in_budget(self.search_space, flops, self.constraint):
+                return proposal.params, flops
+        raise UserError(
+            f"{self.search_space.source}: TPE proposed no new architecture inside the budget in "
+            f"{self.max_draws} draws; widen the tolerance or use --searcher random"
+        )
+
+    def _arch_of(self, params: dict[str, Any]) -> ArchSpec:
+        """The architecture a set of stored Optuna parameters stands for."""
+        return self.search_space.suggest_arch(optuna.trial.FixedTrial(params))
+
+    def _confirmed(self, arch: ArchSpec) -> FlopsReport:
+        """FLOPs measured by fvcore on the built detector (or the closed form when confirm is off)."""
+        if not self.confirm:
+            from scrfd_search.flops.analytic import count_flops
+
+            return count_flops(arch, self.search_space.input_shape)
+        from scrfd_search.flops.measure import measure_flops
+
+        return measure_flops(arch, self.search_space.input_shape)

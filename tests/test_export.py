@@ -1,0 +1,294 @@
+"""The export command: full-schedule configs, metadata, ONNX, and training from an exported config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scrfd_search.cli import main
+from scrfd_search.errors import UserError
+from scrfd_search.export import export_experiment, onnx_output_names
+from scrfd_search.flops.analytic import count_flops
+from scrfd_search.search.store import ExperimentStore, TrialRecord
+from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
+
+REPO = Path(__file__).resolve().parents[1]
+LARGE_CROPS = [0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0]
+
+pytest.importorskip("mmcv.ops", reason="mmcv with its ops is needed to build detectors")
+
+
+def small_arch(rng: np.random.Generator, keypoints: bool = False) -> ArchSpec:
+    """A random small basic-block detector (fast to build, trace and run on a CPU)."""
+    widths = np.sort(rng.integers(1, 5, size=4) * 8)
+    stages = tuple(StageSpec(int(d), int(w)) for d, w in zip(rng.integers(1, 3, size=4), widths, strict=True))
+    head = HeadSpec(
+        num_convs=int(rng.integers(1, 3)),
+        width=16 * int(rng.integers(1, 3)),
+        norm="bn" if keypoints else "gn",
+        gn_groups=8,
+        shared=not keypoints,
+        keypoints=keypoints,
+    )
+    return ArchSpec("basic", 8 * int(rng.integers(1, 3)), stages, NeckSpec(16), head)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def experiment(tmp_path: Path) -> tuple[Path, list[TrialRecord]]:
+    """A finished search: three scored trials (one with a checkpoint), one failed, one still running."""
+    rng = np.random.default_rng(7)
+    archs = [small_arch(rng) for _ in range(5)]
+    store = ExperimentStore(tmp_path / "results" / "exp")
+    store.write_experiment({"name": "exp", "step": 2, "budget_gflops": 0.5, "epochs": 10})
+    trials = [
+        TrialRecord("a", archs[0], count_flops(archs[0]), "TERMINATED", 0.81, 0.75, 0.52, 10),
+        TrialRecord("b", archs[1], count_flops(archs[1]), "TERMINATED", 0.85, 0.80, 0.61, 10),
+        TrialRecord("c", archs[2], count_flops(archs[2]), "ERROR", 0.9, 0.9, 0.99, 3, error="boom"),
+        TrialRecord("d", archs[3], count_flops(archs[3]), "TERMINATED", 0.80, 0.70, 0.40, 5),
+        TrialRecord("e", archs[4], count_flops(archs[4]), "RUNNING"),
+    ]
+    store.write_trials(trials)
+    return tmp_path / "results", trials
+
+
+def load_config(path: Path):
+    """An exported config, read the way mmdet's tools/train.py reads it."""
+    from mmengine.config import Config
+
+    return Config.fromfile(str(path))
+
+
+def test_export_top_k_writes_loadable_full_schedule_configs(experiment: tuple[Path, list[TrialRecord]]) -> None:
+    results, trials = experiment
+    assert main(["export", "exp", "--top", "2", "--results-dir", str(results)]) == 0
+    out = results / "exp" / "export"
+    index = json.loads((out / "export.json").read_text())
+    assert [m["trial_id"] for m in index["models"]] == ["b", "a"]  # by hard AP; the failed 'c' is skipped
+    by_id = {t.trial_id: t for t in trials}
+    for rank, trial_id in enumerate(["b", "a"], 1):
+        folder = out / f"{rank:02d}_{trial_id}"
+        stem = f"exp_{rank:02d}_{trial_id}"
+        trial = by_id[trial_id]
+        assert ArchSpec.load(folder / f"{stem}.json") == trial.arch
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["trial_id"] == trial_id and metrics["rank"] == rank
+        assert (metrics["easy"], metrics["medium"], metrics["hard"]) == (trial.easy, trial.medium, trial.hard)
+        assert (metrics["experiment"], metrics["step"], metrics["epochs"]) == ("exp", 2, 10)
+        flops = json.loads((folder / "flops.json").read_text())
+        assert flops["components"] == pytest.approx(trial.flops.to_dict()["components"])
+        assert flops["params"] == trial.flops.to_dict()["params"]
+        assert flops["total_gflops"] == pytest.approx(trial.flops.total_gflops)
+
+        cfg = load_config(folder / f"{stem}.py")
+        assert cfg.train_cfg.max_epochs == 640
+        assert cfg.train_dataloader.dataset.data_root == "data/widerface"
+        assert cfg.val_evaluator.type == "WiderFaceMetric"
+        crop = [s for s in cfg.train_dataloader.dataset.pipeline if s.type == "RandomSquareCrop"]
+        assert [list(s.crop_choice) for s in crop] == [LARGE_CROPS]
+        assert "scrfd_search.models" in cfg.custom_imports.imports
+        assert ArchSpec.from_dict(cfg.to_dict()["scrfd_arch"]) == trial.arch
+    assert not (out / "03_d").exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "staging folders left behind"
+
+
+def test_exported_config_builds_the_architecture(tmp_path: Path) -> None:
+    from mmdet.registry import MODELS
+
+    from scrfd_search.detector import register_modules
+    from scrfd_search.flops.measure import measure_flops
+
+    arch = small_arch(np.random.default_rng(3))
+    (tmp_path / "arch.json").write_text(arch.to_json())
+    assert main(["export", "--arch", str(tmp_path / "arch.json"), "--out", str(tmp_path / "out")]) == 0
+    assert not (tmp_path / "out" / "arch" / "metrics.json").exists()
+    cfg = load_config(tmp_path / "out" / "arch" / "arch.py")
+    register_modules()
+    model = MODELS.build(cfg.model)
+    expected = count_flops(arch)
+    assert sum(p.numel() for p in model.parameters()) == round(expected.params_m * 1e6)
+    measured = measure_flops(model, (480, 640))
+    assert measured.total_gflops == pytest.approx(expected.total_gflops, rel=1e-6)
+
+
+def test_export_refuses_to_overwrite_without_force(experiment: tuple[Path, list[TrialRecord]]) -> None:
+    results, _ = experiment
+    out = results / "mine"
+    export_experiment("exp", 1, out, results_dir=results)
+    (out / "note.txt").write_text("keep me")
+    with pytest.raises(UserError, match="--force"):
+        export_experiment("exp", 2, out, results_dir=results)
+    assert (out / "note.txt").is_file()
+    export_experiment("exp", 2, out, results_dir=results, force=True)
+    assert not (out / "note.txt").exists()
+    assert len(json.loads((out / "export.json").read_text())["models"]) == 2
+
+
+def test_failed_export_leaves_nothing(experiment: tuple[Path, list[TrialRecord]]) -> None:
+    """The second model's checkpoint does not fit its architecture: no half export may remain."""
+    import torch
+
+    from scrfd_search.detector import build_model
+
+    results, trials = experiment
+    store = ExperimentStore(results / "exp")
+    wrong = results / "wrong.pth"
+    torch.save({"state_dict": build_model(trials[3].arch).state_dict()}, wrong)
+    store.upsert(trials[0].updated(checkpoint=str(wrong)))  # 'a' is second by hard AP
+    out = results / "half"
+    with pytest.raises(UserError, match="does not fit"):
+        export_experiment("exp", 2, out, results_dir=results, with_onnx=True)
+    assert not out.exists()
+    assert not [p for p in results.iterdir() if p.name.startswith(".")]
+
+
+def test_cli_errors(experiment: tuple[Path, list[TrialRecord]], capsys: pytest.CaptureFixture) -> None:
+    results, _ = experiment
+    assert main(["export", "exp", "--top", "0", "--results-dir", str(results)]) == 2
+    assert "--top" in capsys.readouterr().err
+    assert main(["export", "exp", "--arch", "x.json", "--results-dir", str(results)]) == 2
+    assert main(["export", "nope", "--results-dir", str(results)]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def onnx_vs_torch(onnx_path: Path, arch: ArchSpec, checkpoint: Path | None, sizes: list[tuple[int, int]]) -> float:
+    """Run the ONNX file in onnxruntime and the PyTorch detector on the same inputs; the largest difference."""
+    import onnxruntime
+    import torch
+
+    from scrfd_search.export import load_detector, raw_head_module
+
+    module = raw_head_module(load_detector(arch, checkpoint))
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == onnx_output_names(arch.head.keypoints)
+    worst = 0.0
+    gen = torch.Generator().manual_seed(1)
+    for h, w in sizes:
+        x = torch.randn(2, 3, h, w, generator=gen)
+        with torch.no_grad():
+            expected = [t.numpy() for t in module(x)]
+        got = session.run(None, {"input": x.numpy()})
+        for e, g, name in zip(expected, got, onnx_output_names(arch.head.keypoints), strict=True):
+            stride = int(name.rsplit("_", 1)[1])
+            assert g.shape == e.shape and g.shape[2:] == (h // stride, w // stride)
+            worst = max(worst, float(np.abs(e - g).max()))
+    return worst
+
+
+def test_onnx_from_checkpoint_matches_pytorch(experiment: tuple[Path, list[TrialRecord]]) -> None:
+    import torch
+
+    from scrfd_search.detector import build_model
+
+    results, trials = experiment
+    best = trials[1]
+    torch.manual_seed(5)
+    model = build_model(best.arch)
+    with torch.no_grad():  # weights unlike a fresh init, so loading them is what the check sees
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = results / "exp" / "trials" / "b" / "epoch_10.pth"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict(), "meta": {"epoch": 10}}, ckpt)
+    ExperimentStore(results / "exp").upsert(best.updated(checkpoint="trials/b/epoch_10.pth"))
+
+    assert main(["export", "exp", "--onnx", "--results-dir", str(results)]) == 0
+    folder = results / "exp" / "export" / "01_b"
+    note = json.loads((folder / "onnx.json").read_text())
+    assert note["freshly_initialised"] is False and note["weights"] == str(ckpt.resolve())
+    assert note["check"]["max_abs_diff_vs_pytorch"] <= 1e-4
+    assert onnx_vs_torch(folder / "exp_01_b.onnx", best.arch, ckpt, [(96, 128), (160, 64)]) <= 1e-4
+
+
+def test_onnx_fresh_init_with_keypoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import onnx
+
+    arch = small_arch(np.random.default_rng(11), keypoints=True)
+    (tmp_path / "kps.json").write_text(arch.to_json())
+    assert main(["export", "--arch", str(tmp_path / "kps.json"), "--out", str(tmp_path / "out"), "--onnx"]) == 0
+    assert "freshly initialised" in capsys.readouterr().out
+    folder = tmp_path / "out" / "kps"
+    note = json.loads((folder / "onnx.json").read_text())
+    assert note["freshly_initialised"] is True and note["weights"] is None
+    model = onnx.load(str(folder / "kps.onnx"))
+    onnx.checker.check_model(model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims[2:]] == ["height", "width"]  # dynamic input size
+    assert len(model.graph.output) == 9  # class, box and keypoint outputs at three strides
+
+
+def test_onnx_keypoint_head_matches_pytorch_at_two_sizes(tmp_path: Path) -> None:
+    import torch
+
+    from scrfd_search.export import export_onnx_bytes, load_detector, raw_head_module
+
+    arch = small_arch(np.random.default_rng(12), keypoints=True)
+    torch.manual_seed(0)
+    module = raw_head_module(load_detector(arch, None))
+    path = tmp_path / "kps.onnx"
+    path.write_bytes(export_onnx_bytes(module, True, (128, 128)))
+    ckpt = tmp_path / "kps.pth"
+    torch.save({"state_dict": module.state_dict()}, ckpt)  # the wrapper keeps the detector's names
+    assert onnx_vs_torch(path, arch, ckpt, [(64, 96), (160, 128)]) <= 1e-4
+
+
+@pytest.mark.slow
+def test_one_iteration_of_training_from_an_exported_config(tmp_path: Path) -> None:
+    """tools/train.py on demo data, from an exported config: one optimizer step and a checkpoint."""
+    import torch
+    from mmengine.config import Config
+
+    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+
+    data = tmp_path / "demo"
+    write_demo_dataset(data, DemoConfig(num_train=2, num_val=1, seed=0, min_width=128, max_width=160))
+    arch = small_arch(np.random.default_rng(5))
+    (tmp_path / "arch.json").write_text(arch.to_json())
+    assert main(["export", "--arch", str(tmp_path / "arch.json"), "--out", str(tmp_path / "out")]) == 0
+    cfg = Config.fromfile(str(tmp_path / "out" / "arch" / "arch.py"))
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        for step in loader.dataset.pipeline:
+            if step.type == "FaceResize":
+                step.scale = (128, 128)
+    tiny = tmp_path / "tiny.py"
+    cfg.dump(str(tiny))
+    work = tmp_path / "work"
+    options = [
+        "train_cfg.max_epochs=1",
+        "train_cfg.val_interval=1",
+        "default_hooks.checkpoint.interval=1",
+        "default_hooks.logger.interval=1",
+        f"train_dataloader.dataset.data_root={data}",
+        f"val_dataloader.dataset.data_root={data}",
+        f"val_evaluator.gt_dir={data / 'wider_face_split'}",
+    ]
+    for loader in ("train_dataloader", "val_dataloader"):
+        options += [f"{loader}.batch_size=2", f"{loader}.num_workers=0", f"{loader}.persistent_workers=False"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "train.py"),
+            str(tiny),
+            "--work-dir",
+            str(work),
+            "--cfg-options",
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)
+    assert ckpt["meta"]["iter"] == 1  # two images, batch two: exactly one iteration
+    assert ckpt["optimizer"]["state"], "no optimizer step was taken (SGD momentum buffers are empty)"
+    scalars = list(work.glob("*/vis_data/scalars.json"))
+    assert scalars and "widerface/hard" in scalars[0].read_text()  # the validation ran with the metric
