@@ -14,10 +14,12 @@ renamed into place at the end, so an export is either complete or absent.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ OUTPUT_GROUPS = ("cls_logits", "bbox_distances", "keypoints")
 
 @dataclass(frozen=True)
 class ExportItem:
-    """One model to export: where it goes, what it is, and what the search measured."""
+    """One model to export: its sub-folder ('' for the export folder itself), file stem, arch, metrics."""
 
     folder: str
     stem: str
@@ -120,13 +122,13 @@ def items_from_experiment(
 
 
 def item_from_arch(path: str | os.PathLike) -> ExportItem:
-    """One ArchSpec JSON file as an export item (no search metrics, no checkpoint)."""
+    """One ArchSpec JSON file as an export item, written straight into the export folder (no search metrics)."""
     from scrfd_search.flops.analytic import count_flops
 
     path = Path(path)
     arch = ArchSpec.load(path)
     stem = safe_name(path.stem)
-    return ExportItem(stem, stem, arch, count_flops(arch), "closed-form count (scrfd_search.flops.analytic)")
+    return ExportItem("", stem, arch, count_flops(arch), "closed-form count (scrfd_search.flops.analytic)")
 
 
 # ------------------------------------------------------------------ the config
@@ -216,10 +218,17 @@ def raw_head_module(detector: Any) -> Any:
 def load_detector(arch: ArchSpec, checkpoint: Path | None) -> Any:
     """The detector for arch, with the checkpoint's weights when one is given (else freshly initialised)."""
     import torch
+    from mmengine.logging import MMLogger
 
     from scrfd_search.detector import build_model
 
-    model = build_model(arch)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # init_weights logs every parameter's initialiser at INFO
+    try:
+        model = build_model(arch)
+    finally:
+        logger.setLevel(level)
     if checkpoint is not None:
         # weights_only=False: mmengine checkpoints also pickle the message hub's history; these files are
         # the search's own output, not downloads.
@@ -243,7 +252,10 @@ def export_onnx_bytes(module: Any, with_keypoints: bool, sample_hw: tuple[int, i
     dynamic = {"input": {0: "batch", 2: "height", 3: "width"}}
     dynamic |= {n: {0: "batch", 2: f"height_{n.rsplit('_', 1)[1]}", 3: f"width_{n.rsplit('_', 1)[1]}"} for n in names}
     buf = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the legacy exporter announces its deprecation; GroupNorm's batch-size check is traced as a constant
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module,
             (torch.zeros(1, 3, *sample_hw),),
@@ -330,6 +342,11 @@ def flops_summary(item: ExportItem) -> dict[str, Any]:
     }
 
 
+def _relative(item: ExportItem, file_name: str) -> str:
+    """A file's path relative to the export folder."""
+    return f"{item.folder}/{file_name}" if item.folder else file_name
+
+
 def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) -> dict[str, Any]:
     """Every file of one exported model into folder; its entry for export.json."""
     config_path = folder / f"{item.stem}.py"
@@ -338,9 +355,9 @@ def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) 
     atomic_write_text(folder / f"{item.stem}.json", item.arch.to_json())
     atomic_write_json(folder / "flops.json", flops_summary(item))
     entry: dict[str, Any] = {
-        "folder": item.folder,
-        "config": f"{item.folder}/{item.stem}.py",
-        "arch": f"{item.folder}/{item.stem}.json",
+        "folder": item.folder or ".",
+        "config": _relative(item, f"{item.stem}.py"),
+        "arch": _relative(item, f"{item.stem}.json"),
         "total_gflops": item.flops.total_gflops,
         "params_m": item.flops.params_m,
     }
@@ -349,7 +366,7 @@ def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) 
         entry |= {k: item.metrics[k] for k in ("rank", "trial_id", "easy", "medium", "hard")}
     if with_onnx:
         note = write_onnx(item, folder)
-        entry |= {"onnx": f"{item.folder}/{note['file']}", "onnx_freshly_initialised": note["freshly_initialised"]}
+        entry |= {"onnx": _relative(item, note["file"]), "onnx_freshly_initialised": note["freshly_initialised"]}
     return entry
 
 

@@ -8,12 +8,14 @@ visible); epoch checkpoints for resuming; and the final result file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -260,6 +262,26 @@ def _read_history(work_dir: str | Path) -> list[dict[str, Any]]:
     return list(json.loads(path.read_text()).get("history", []))
 
 
+@contextlib.contextmanager
+def own_checkpoint_loading() -> Iterator[None]:
+    """Let mmengine's torch.load read a full checkpoint that this project wrote itself.
+
+    mmengine 0.10.7 calls torch.load without `weights_only`; torch >= 2.6 then defaults to
+    weights_only=True, which refuses the message-hub state (HistoryBuffer, numpy scalars) that
+    mmengine's own CheckpointHook saved, so resuming fails. Only use it for trusted checkpoints.
+    """
+    name = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    previous = os.environ.get(name)
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 class PinnedDeviceRunner(Runner):
     """mmengine's Runner with the model on a chosen device and a quiet console.
 
@@ -289,7 +311,8 @@ class PinnedDeviceRunner(Runner):
         """Load the checkpoint onto device_name rather than mmengine's default device."""
         if map_location == "default":
             map_location = self.device_name
-        super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        with own_checkpoint_loading():
+            super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
 
 
 def _runner_class(device: str, verbose: bool) -> type[PinnedDeviceRunner]:

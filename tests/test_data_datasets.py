@@ -23,6 +23,11 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+def ctor_kwargs(cfg: dict) -> dict:
+    """A dataset config without its type and pipeline, for calling the class directly."""
+    return {k: v for k, v in cfg.items() if k not in ("type", "pipeline")}
+
+
 def tiny_official(root: Path, faces_txt: str, images: dict[str, tuple[int, int]]) -> None:
     """An official-layout folder with the given annotation text and blank images (name -> (w, h))."""
     for name, (w, h) in images.items():
@@ -90,7 +95,7 @@ def test_malformed_annotation_fails_with_file_and_line(tmp_path):
 
 
 def test_demo_data_in_both_layouts_gives_the_same_faces(demo_dir):
-    wider = WiderFaceDataset(**{k: v for k, v in dataset_config(demo_dir, "val").items() if k != "pipeline"})
+    wider = WiderFaceDataset(**ctor_kwargs(dataset_config(demo_dir, "val")))
     retina = RetinaFaceDataset(
         data_root=str(demo_dir), ann_file="val/labelv2.txt", test_mode=True
     )  # images default to val/images/
@@ -108,7 +113,7 @@ def test_demo_data_in_both_layouts_gives_the_same_faces(demo_dir):
 
 
 def test_train_mode_drops_images_without_valid_faces(demo_dir):
-    cfg = {k: v for k, v in dataset_config(demo_dir, "train").items() if k != "pipeline"}
+    cfg = ctor_kwargs(dataset_config(demo_dir, "train"))
     train = WiderFaceDataset(**cfg)
     everything = WiderFaceDataset(**{**cfg, "test_mode": True})
     assert len(everything) == 10

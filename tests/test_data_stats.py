@@ -26,7 +26,7 @@ def infos(demo_dir) -> list[dict]:
     from scrfd_search.data.datasets import WiderFaceDataset
     from scrfd_search.data.pipelines import dataset_config
 
-    cfg = {k: v for k, v in dataset_config(demo_dir, "train").items() if k != "pipeline"}
+    cfg = {k: v for k, v in dataset_config(demo_dir, "train").items() if k not in ("type", "pipeline")}
     ds = WiderFaceDataset(**cfg)
     return [ds.get_data_info(i) for i in range(len(ds))]
 

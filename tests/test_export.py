@@ -106,8 +106,13 @@ def test_exported_config_builds_the_architecture(tmp_path: Path) -> None:
     arch = small_arch(np.random.default_rng(3))
     (tmp_path / "arch.json").write_text(arch.to_json())
     assert main(["export", "--arch", str(tmp_path / "arch.json"), "--out", str(tmp_path / "out")]) == 0
-    assert not (tmp_path / "out" / "arch" / "metrics.json").exists()
-    cfg = load_config(tmp_path / "out" / "arch" / "arch.py")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "arch.json",
+        "arch.py",
+        "export.json",
+        "flops.json",
+    ]  # a single ArchSpec: its files straight in --out, no search metrics
+    cfg = load_config(tmp_path / "out" / "arch.py")
     register_modules()
     model = MODELS.build(cfg.model)
     expected = count_flops(arch)
@@ -212,7 +217,7 @@ def test_onnx_fresh_init_with_keypoints(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "kps.json").write_text(arch.to_json())
     assert main(["export", "--arch", str(tmp_path / "kps.json"), "--out", str(tmp_path / "out"), "--onnx"]) == 0
     assert "freshly initialised" in capsys.readouterr().out
-    folder = tmp_path / "out" / "kps"
+    folder = tmp_path / "out"
     note = json.loads((folder / "onnx.json").read_text())
     assert note["freshly_initialised"] is True and note["weights"] is None
     model = onnx.load(str(folder / "kps.onnx"))
@@ -250,7 +255,7 @@ def test_one_iteration_of_training_from_an_exported_config(tmp_path: Path) -> No
     arch = small_arch(np.random.default_rng(5))
     (tmp_path / "arch.json").write_text(arch.to_json())
     assert main(["export", "--arch", str(tmp_path / "arch.json"), "--out", str(tmp_path / "out")]) == 0
-    cfg = Config.fromfile(str(tmp_path / "out" / "arch" / "arch.py"))
+    cfg = Config.fromfile(str(tmp_path / "out" / "arch.py"))
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         for step in loader.dataset.pipeline:
             if step.type == "FaceResize":

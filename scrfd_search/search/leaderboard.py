@@ -83,20 +83,20 @@ class LeaderboardCallback(Callback):
         """A trial finished training (or was stopped early by ASHA)."""
         record = with_result(self._row(trial), trial.last_result).updated(state="TERMINATED", error=None)
         self._save(record)
-        self._announce(record, trials)
+        self._announce(record)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial raised (NaN loss, out of memory, a dead worker): keep its error, the search goes on."""
         text = trial.get_error() if trial.run_metadata.error_filename else None
         record = with_result(self._row(trial), trial.last_result).updated(state="ERROR", error=error_summary(text))
         self._save(record)
-        self._announce(record, trials)
+        self._announce(record)
 
-    def _announce(self, record: TrialRecord, trials: list) -> None:
+    def _announce(self, record: TrialRecord) -> None:
         """One progress line on the driver's console."""
         if self.quiet:
             return
-        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        done = sum(r.state in ("TERMINATED", "ERROR") for r in self._store().read_trials())
         hard = "-" if record.hard is None else f"{100 * record.hard:.2f}%"
         what = f"error: {record.error}" if record.state == "ERROR" else f"hard AP {hard}"
         print(

@@ -109,6 +109,7 @@ class BudgetedOptunaSearch(OptunaSearch):
             study_name=study_name,
             storage=optuna.storages.RDBStorage(storage_url),
         )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one scratch study per trial: no log line each
         self.search_space = space
         self.constraint = constraint
         self.draw_seed = seed
