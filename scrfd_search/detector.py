@@ -6,6 +6,7 @@ exported full-schedule configs differ only in the `Schedule` and `DataSettings` 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,10 +226,18 @@ def build_model(arch: ArchSpec) -> Any:
     """The initialised mmdet detector (torch.nn.Module) for arch."""
     from mmdet.registry import MODELS
     from mmengine.config import ConfigDict
+    from mmengine.logging import MMLogger
 
     register_modules()
     model = MODELS.build(ConfigDict(model_config(arch)))
-    model.init_weights()
+    # init_weights logs one INFO record per parameter; keep only warnings while it runs.
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     return model
 
 

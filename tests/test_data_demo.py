@@ -144,7 +144,7 @@ def test_mat_files_load_with_the_evaluation_loader(demo_dir):
     assert gt.num_faces("easy") <= gt.num_faces("medium") <= gt.num_faces("hard") <= gt.num_faces()
 
 
-def test_demo_sets_have_more_easy_than_nothing_and_report_counts(tmp_path):
+def test_val_subsets_nest_by_size_and_summary_is_written(tmp_path):
     info = write_demo_dataset(tmp_path / "d", DemoConfig(num_train=2, num_val=30, seed=0))
     kept = info["splits"]["val"]["kept"]
     assert 0 < kept["easy"] < kept["medium"] < kept["hard"]

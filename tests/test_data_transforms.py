@@ -7,7 +7,8 @@ import pytest
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes
 
-from scrfd_search.data.pipelines import LARGE_CROPS, test_pipeline, train_pipeline
+from scrfd_search.data import pipelines
+from scrfd_search.data.pipelines import LARGE_CROPS, train_pipeline
 from scrfd_search.data.transforms import (
     FaceRandomFlip,
     FaceResize,
@@ -190,7 +191,7 @@ def test_load_face_annotations_reads_keypoints():
 
 
 def test_pipeline_configs_build_from_the_mmdet_registry():
-    for cfg in train_pipeline(320, with_keypoints=True) + test_pipeline(320):
+    for cfg in train_pipeline(320, with_keypoints=True) + pipelines.test_pipeline(320):
         assert TRANSFORMS.build(cfg) is not None
     types = [c["type"] for c in train_pipeline(640)]
     assert types == [

@@ -297,3 +297,17 @@ def test_one_iteration_of_training_from_an_exported_config(tmp_path: Path) -> No
     assert ckpt["optimizer"]["state"], "no optimizer step was taken (SGD momentum buffers are empty)"
     scalars = list(work.glob("*/vis_data/scalars.json"))
     assert scalars and "widerface/hard" in scalars[0].read_text()  # the validation ran with the metric
+
+    test_options = [o for o in options if o.startswith(("val_", "test_"))]
+    test_options += [f"test_dataloader.dataset.data_root={data}", f"test_evaluator.gt_dir={data / 'wider_face_split'}"]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "test.py"), str(tiny), str(work / "epoch_1.pth")]
+        + ["--work-dir", str(tmp_path / "test"), "--cfg-options", *test_options],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "widerface/hard:" in proc.stdout

@@ -40,6 +40,17 @@ SMALL_ARCH = ArchSpec(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the tiny models here gain nothing from more, and a busy machine loses a lot."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A very small demo data set (8 train, 4 val images) for the fast tests."""
