@@ -222,6 +222,14 @@ def register_modules() -> None:
     register_all_modules(init_default_scope=True)
 
 
+def import_config_modules(cfg: dict) -> None:
+    """Import a config's custom_imports (Config.fromfile does this; an in-memory config needs it)."""
+    from mmengine.utils import import_modules_from_strings
+
+    register_modules()
+    import_modules_from_strings(**cfg["custom_imports"])
+
+
 def build_model(arch: ArchSpec) -> Any:
     """The initialised mmdet detector (torch.nn.Module) for arch."""
     from mmdet.registry import MODELS

@@ -38,6 +38,7 @@ ONNX_CHECK_SIZES = ((640, 640), (480, 640))  # (H, W) the export is verified at 
 ONNX_TOLERANCE = 1e-4
 STRIDES = (8, 16, 32)
 OUTPUT_GROUPS = ("cls_logits", "bbox_distances", "keypoints")
+INDEX_FILE = "export.json"
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ def widerface_data(data_root: str = WIDERFACE_DATA_ROOT) -> Any:
     from scrfd_search.data.pipelines import LARGE_CROPS
     from scrfd_search.detector import DataSettings
 
+    if not data_root.strip():
+        raise UserError("--data-root: empty (expected the WIDER FACE folder, e.g. data/widerface)")
     root = data_root.rstrip("/") or "/"
     return DataSettings(data_root=root, gt_dir=f"{root}/{GT_SUBDIR}", layout="wider", crop_choice=LARGE_CROPS)
 
@@ -382,11 +385,15 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def check_destination(out: Path, force: bool) -> None:
-    """Refuse to replace an existing export (or anything else) without force."""
+    """Refuse to replace an existing export without force, and anything that is not an export ever."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder (choose another --out)")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"{out}: folder exists and is not empty (use --force to replace it)")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / INDEX_FILE).is_file():
+        raise UserError(f"{out}: folder is not empty and holds no earlier export ({INDEX_FILE}); choose another --out")
+    if not force:
+        raise UserError(f"{out}: an earlier export is there (use --force to replace it)")
 
 
 def write_export(
@@ -406,7 +413,7 @@ def write_export(
     try:
         entries = [write_item(item, staging / item.folder, data_root, with_onnx) for item in items]
         index = {"source": source or {}, "data_root": data_root, "onnx": with_onnx, "models": entries}
-        atomic_write_json(staging / "export.json", index)
+        atomic_write_json(staging / INDEX_FILE, index)
         staging.chmod(0o755)  # mkdtemp makes it private; an export is ordinary output
         _publish(staging, out)
     except BaseException:

@@ -10,7 +10,14 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from scrfd_search.detector import DataSettings, Schedule, build_config, build_model, model_config
+from scrfd_search.detector import (
+    DataSettings,
+    Schedule,
+    build_config,
+    build_model,
+    import_config_modules,
+    model_config,
+)
 from scrfd_search.errors import UserError
 from scrfd_search.space.published import PUBLISHED, PUBLISHED_PARAMS_M
 
@@ -169,3 +176,27 @@ def test_published_models_have_the_published_size(name):
     # Our builds of the released architectures are within 1% of the paper's parameter counts.
     params_m = _params(build_model(PUBLISHED[name])) / 1e6
     assert math.isclose(params_m, PUBLISHED_PARAMS_M[name], rel_tol=0.01), params_m
+
+
+@pytest.mark.slow  # about 20 s: two tiny epochs and a validation on demo data
+def test_runner_trains_and_validates_from_build_config(tmp_path):
+    from mmengine.runner import Runner
+
+    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+    from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
+
+    demo = tmp_path / "demo"
+    write_demo_dataset(demo, DemoConfig(num_train=4, num_val=2, seed=1))
+    arch = ArchSpec(
+        "basic", 16, tuple(StageSpec(1, w) for w in (8, 16, 16, 32)), NeckSpec(16), HeadSpec(1, 16, gn_groups=8)
+    )
+    data = DataSettings(str(demo), str(demo / "wider_face_split"), img_size=128, batch_size=2, num_workers=0)
+    schedule = Schedule(epochs=2, warmup_iters=2, log_interval=1)
+    cfg = build_config(arch, data=data, schedule=schedule, work_dir=str(tmp_path / "work"), device="cpu")
+    import_config_modules(cfg)
+    runner = Runner.from_cfg(Config(cfg))
+    runner.train()
+    assert (tmp_path / "work" / "epoch_2.pth").is_file()
+    metrics = runner.val()
+    assert set(metrics) == {"widerface/easy", "widerface/medium", "widerface/hard"}
+    assert all(0.0 <= v <= 1.0 for v in metrics.values())

@@ -132,6 +132,9 @@ def test_export_refuses_to_overwrite_without_force(experiment: tuple[Path, list[
     export_experiment("exp", 2, out, results_dir=results, force=True)
     assert not (out / "note.txt").exists()
     assert len(json.loads((out / "export.json").read_text())["models"]) == 2
+    with pytest.raises(UserError, match="no earlier export"):  # never replace a folder that is not an export
+        export_experiment("exp", 1, results / "exp", results_dir=results, force=True)
+    assert (results / "exp" / "experiment.json").is_file()
 
 
 def test_failed_export_leaves_nothing(experiment: tuple[Path, list[TrialRecord]]) -> None:
@@ -242,16 +245,24 @@ def test_onnx_keypoint_head_matches_pytorch_at_two_sizes(tmp_path: Path) -> None
     assert onnx_vs_torch(path, arch, ckpt, [(64, 96), (160, 128)]) <= 1e-4
 
 
-@pytest.mark.slow
-def test_one_iteration_of_training_from_an_exported_config(tmp_path: Path) -> None:
-    """tools/train.py on demo data, from an exported config: one optimizer step and a checkpoint."""
-    import torch
+def run_tool(script: str, *args: str, cwd: Path) -> str:
+    """Run tools/<script> in a fresh interpreter (as a user would); its stdout, failing with its stderr."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def tiny_config(tmp_path: Path) -> Path:
+    """An exported config with 128x128 images in every pipeline (the rest changes on the command line)."""
     from mmengine.config import Config
 
-    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-
-    data = tmp_path / "demo"
-    write_demo_dataset(data, DemoConfig(num_train=2, num_val=1, seed=0, min_width=128, max_width=160))
     arch = small_arch(np.random.default_rng(5))
     (tmp_path / "arch.json").write_text(arch.to_json())
     assert main(["export", "--arch", str(tmp_path / "arch.json"), "--out", str(tmp_path / "out")]) == 0
@@ -260,54 +271,55 @@ def test_one_iteration_of_training_from_an_exported_config(tmp_path: Path) -> No
         for step in loader.dataset.pipeline:
             if step.type == "FaceResize":
                 step.scale = (128, 128)
-    tiny = tmp_path / "tiny.py"
-    cfg.dump(str(tiny))
-    work = tmp_path / "work"
+    cfg.dump(str(tmp_path / "tiny.py"))
+    return tmp_path / "tiny.py"
+
+
+def demo_options(data: Path, epochs: int) -> list[str]:
+    """--cfg-options pointing an exported config at demo data: batches of 2, checkpoint and validate each epoch."""
     options = [
-        "train_cfg.max_epochs=1",
+        f"train_cfg.max_epochs={epochs}",
         "train_cfg.val_interval=1",
         "default_hooks.checkpoint.interval=1",
         "default_hooks.logger.interval=1",
-        f"train_dataloader.dataset.data_root={data}",
-        f"val_dataloader.dataset.data_root={data}",
-        f"val_evaluator.gt_dir={data / 'wider_face_split'}",
     ]
-    for loader in ("train_dataloader", "val_dataloader"):
-        options += [f"{loader}.batch_size=2", f"{loader}.num_workers=0", f"{loader}.persistent_workers=False"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools" / "train.py"),
-            str(tiny),
-            "--work-dir",
-            str(work),
-            "--cfg-options",
-            *options,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    for split in ("train", "val", "test"):
+        loader = f"{split}_dataloader"
+        options += [f"{loader}.dataset.data_root={data}", f"{loader}.batch_size=2", f"{loader}.num_workers=0"]
+        options += [f"{loader}.persistent_workers=False"]
+    return options + [f"{m}_evaluator.gt_dir={data / 'wider_face_split'}" for m in ("val", "test")]
+
+
+@pytest.mark.slow
+def test_one_iteration_of_training_from_an_exported_config(tmp_path: Path) -> None:
+    """tools/train.py on demo data from an exported config: one optimizer step; then test.py and --resume."""
+    import torch
+
+    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+
+    data = tmp_path / "demo"
+    write_demo_dataset(data, DemoConfig(num_train=2, num_val=1, seed=0, min_width=128, max_width=160))
+    tiny, work = tiny_config(tmp_path), tmp_path / "work"
+    run_tool("train.py", str(tiny), "--work-dir", str(work), "--cfg-options", *demo_options(data, 1), cwd=tmp_path)
     ckpt = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)
     assert ckpt["meta"]["iter"] == 1  # two images, batch two: exactly one iteration
     assert ckpt["optimizer"]["state"], "no optimizer step was taken (SGD momentum buffers are empty)"
     scalars = list(work.glob("*/vis_data/scalars.json"))
     assert scalars and "widerface/hard" in scalars[0].read_text()  # the validation ran with the metric
 
-    test_options = [o for o in options if o.startswith(("val_", "test_"))]
-    test_options += [f"test_dataloader.dataset.data_root={data}", f"test_evaluator.gt_dir={data / 'wider_face_split'}"]
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "test.py"), str(tiny), str(work / "epoch_1.pth")]
-        + ["--work-dir", str(tmp_path / "test"), "--cfg-options", *test_options],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+    test_args = [str(tiny), str(work / "epoch_1.pth"), "--work-dir", str(tmp_path / "test")]
+    out = run_tool("test.py", *test_args, "--cfg-options", *demo_options(data, 1), cwd=tmp_path)
+    assert "widerface/hard:" in out
+
+    run_tool(
+        "train.py",
+        str(tiny),
+        "--work-dir",
+        str(work),
+        "--resume",
+        "--cfg-options",
+        *demo_options(data, 2),
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "widerface/hard:" in proc.stdout
+    resumed = torch.load(work / "epoch_2.pth", map_location="cpu", weights_only=False)
+    assert resumed["meta"]["iter"] == 2  # continued from epoch 1 rather than starting again

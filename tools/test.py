@@ -3,7 +3,8 @@
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options K=V ...]
 
 The same options as mmdet's tools/test.py for evaluation; this copy also registers scrfd-search's
-modules (the backbones, head, data sets, transforms and the WIDER FACE metric) first.
+modules (the backbones, head, data sets, transforms and the WIDER FACE metric) first, and lets
+mmengine load the full checkpoint under torch >= 2.6: only use checkpoints you trust.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmengine.runner import Runner
 
     from scrfd_search.detector import register_modules
+    from scrfd_search.training import own_checkpoint_loading
 
     if not Path(args.checkpoint).is_file():
         print(f"tools/test.py: error: {args.checkpoint}: no such checkpoint file", file=sys.stderr)
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.load_from = args.checkpoint
     cfg.resume = False
     runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
-    metrics = runner.test()
+    with own_checkpoint_loading():  # mmengine's torch.load of its own checkpoints (see there)
+        metrics = runner.test()
     for key, value in sorted((metrics or {}).items()):
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     return 0

@@ -4,7 +4,8 @@
     torchrun --nproc_per_node 4 tools/train.py CONFIG --launcher pytorch     # the reference's 4 GPUs
 
 The same options as mmdet's tools/train.py; this copy also registers scrfd-search's modules (the
-backbones, head, data sets, transforms and the WIDER FACE metric) before the config is built.
+backbones, head, data sets, transforms and the WIDER FACE metric) before the config is built, and
+lets mmengine load full checkpoints (--resume, load_from) under torch >= 2.6: only use checkpoints you trust.
 """
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     from mmengine.runner import Runner
 
     from scrfd_search.detector import register_modules
+    from scrfd_search.training import own_checkpoint_loading
 
     register_modules()
     cfg = load_config(args)
     runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    with own_checkpoint_loading():  # mmengine's torch.load of its own checkpoints (see there)
+        runner.train()
     return 0
 
 

@@ -6,7 +6,8 @@ tools/train.py accept as is; the ArchSpec JSON; FLOPs and parameters by componen
 metrics it was chosen on. --onnx adds an ONNX model of backbone -> neck -> head with dynamic input
 size and raw per-stride outputs, from the trial's checkpoint when it saved one (else freshly
 initialised, and said so), checked against PyTorch in onnxruntime.
-Default output: results/NAME/export/ (an existing export is replaced only with --force).
+Default output: results/NAME/export/; an earlier export there is replaced only with --force, and a
+non-empty folder that holds no export is never touched.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where experiments live (default: $SCRFD_SEARCH_RESULTS or results)",
     )
-    parser.add_argument("--force", action="store_true", help="replace an existing, non-empty output folder")
+    parser.add_argument("--force", action="store_true", help="replace an earlier export in the output folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,5 +67,8 @@ def run(args: argparse.Namespace) -> int:
                 "freshly initialised weights (no checkpoint)" if entry["onnx_freshly_initialised"] else "checkpoint"
             )
             print(f"{out / entry['onnx']}  from {origin}")
-    print(f"{len(index['models'])} model(s) exported to {out}")
+    count = len(index["models"])
+    if args.arch is None and count < args.top:
+        print(f"note: only {count} finished trial(s) with a hard AP; --top asked for {args.top}")
+    print(f"{count} model(s) exported to {out}")
     return 0

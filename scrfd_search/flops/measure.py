@@ -92,6 +92,17 @@ def _flops_by_component(model: nn.Module, input_shape: tuple[int, int]) -> dict[
     return flops
 
 
+def _build_detector(arch: ArchSpec) -> nn.Module:
+    """The detector for arch, skipping init_weights (weights do not change FLOPs; it is slow and verbose)."""
+    from mmdet.registry import MODELS
+    from mmengine.config import ConfigDict
+
+    from scrfd_search.detector import model_config, register_modules
+
+    register_modules()
+    return MODELS.build(ConfigDict(model_config(arch)))
+
+
 def measure_flops_timed(
     model_or_arch: ArchSpec | nn.Module, input_shape: tuple[int, int] = DEFAULT_INPUT_SHAPE
 ) -> tuple[FlopsReport, float]:
@@ -101,12 +112,7 @@ def measure_flops_timed(
 
     input_shape = (int(input_shape[0]), int(input_shape[1]))
     with torch.no_grad():
-        if isinstance(model_or_arch, nn.Module):
-            detector = model_or_arch
-        else:
-            from scrfd_search.detector import build_model
-
-            detector = build_model(model_or_arch)
+        detector = model_or_arch if isinstance(model_or_arch, nn.Module) else _build_detector(model_or_arch)
         model = _dense_forward(detector)
         modes = [(module, module.training) for module in model.modules()]
         model.eval()

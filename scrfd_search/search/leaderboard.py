@@ -47,6 +47,14 @@ def error_summary(text: str | None) -> str:
     return (lines[-1] if lines else str(text))[:MAX_ERROR_CHARS]
 
 
+def trial_error_text(trial: Any) -> str | None:
+    """The error Ray recorded for a trial: its local error file (synced to storage only later)."""
+    path = trial.error_file
+    if path and Path(path).is_file():
+        return Path(path).read_text()
+    return trial.get_error() if trial.run_metadata.error_filename else None
+
+
 class LeaderboardCallback(Callback):
     """Upserts one leaderboard row per trial on start, on every result, on completion and on error."""
 
@@ -87,8 +95,9 @@ class LeaderboardCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial raised (NaN loss, out of memory, a dead worker): keep its error, the search goes on."""
-        text = trial.get_error() if trial.run_metadata.error_filename else None
-        record = with_result(self._row(trial), trial.last_result).updated(state="ERROR", error=error_summary(text))
+        record = with_result(self._row(trial), trial.last_result).updated(
+            state="ERROR", error=error_summary(trial_error_text(trial))
+        )
         self._save(record)
         self._announce(record)
 
