@@ -3,8 +3,8 @@
 Run: .venv/bin/python benchmarks/flops_speed.py
 Targets: the closed form >= 1,000 evaluations/s (the sampler's prefilter). The fvcore trace time is
 what confirming one sampled candidate costs (building the model comes on top); it runs the real
-forward pass, so it is shown with torch's default thread count and with one thread (on a few cores
-shared by other jobs, OpenMP's spinning threads can make small convolutions far slower).
+forward pass, so it is shown with one thread (measure_flops's default) and with torch's own thread
+count (on a few cores shared by other jobs, OpenMP's spinning threads make small convolutions slow).
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ def analytic_rate(seconds: float = 2.0) -> float:
     return n / (time.perf_counter() - start)
 
 
-def fvcore_times(threads: int, repeats: int = 3) -> None:
+def fvcore_times(threads: int | None, repeats: int = 3) -> None:
     """Build and trace time of each published architecture at 640x480 (best of repeats)."""
     import torch
 
     from scrfd_search.flops.measure import _build_detector, measure_flops_timed
 
-    torch.set_num_threads(threads)
-    print(f"fvcore, {threads} torch thread(s):")
+    print(f"fvcore, {threads or torch.get_num_threads()} torch thread(s):")
     for name, arch in PUBLISHED.items():
         builds, traces = [], []
         for _ in range(repeats):
@@ -42,20 +41,16 @@ def fvcore_times(threads: int, repeats: int = 3) -> None:
             with torch.no_grad():
                 model = _build_detector(arch)
             builds.append(time.perf_counter() - start)
-            report, seconds = measure_flops_timed(model)
+            report, seconds = measure_flops_timed(model, threads=threads)
             traces.append(seconds)
         print(f"  {name:<11} {report.total_gflops:8.4f} GFLOPs  build {min(builds):.3f} s  trace {min(traces):.3f} s")
 
 
 def main() -> None:
     """Print the closed-form rate, then fvcore timings with the default and with one thread."""
-    import torch
-
     print(f"closed form: {analytic_rate():,.0f} evaluations/s (target >= 1,000)")
-    default_threads = torch.get_num_threads()
-    fvcore_times(default_threads)
-    if default_threads != 1:
-        fvcore_times(1)
+    fvcore_times(1)  # measure_flops's default
+    fvcore_times(None)  # torch's own thread count
 
 
 if __name__ == "__main__":

@@ -20,17 +20,6 @@ SHAPES = ((480, 640), (96, 128), (64, 64), (100, 150), (67, 93), (128, 96), (33,
 TOLERANCE = 0.005
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Trace on one thread: on a few shared cores, OpenMP's spinning threads make small convs ~50x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _widths(rng: random.Random, n: int, low: int, high: int) -> list[int]:
     """n non-decreasing multiples of 8 in [low, high]."""
     return sorted(8 * rng.randint(low // 8, high // 8) for _ in range(n))
@@ -113,6 +102,7 @@ def test_flops_scale_with_input_area():
 
 
 def test_measure_fails_on_flops_outside_the_components():
+    import torch
     from torch import nn
 
     class Backbone(nn.Module):
@@ -133,7 +123,9 @@ def test_measure_fails_on_flops_outside_the_components():
     with pytest.raises(AssertionError, match="backbone.extra"):
         measure_flops(detector, (32, 32))
     detector.backbone.extra = nn.Identity()
+    threads = torch.get_num_threads()
     report = measure_flops(detector, (32, 32))
+    assert torch.get_num_threads() == threads
     assert report.gflops["c2"] == 8 * 8 * 32 * 32 / 1e9
     assert report.params["head"] == 8 * 2 + 2
     assert detector.backbone.training and detector.bbox_head.training  # the caller's mode is kept

@@ -6,7 +6,7 @@ STRUCTURE.md / scrfd_search.models; fvcore's conventions: a convolution costs
 out_channels * in_channels/groups * k * k * out_h * out_w (bias ignored), eval-mode BatchNorm 2 per
 element, GroupNorm 5 per element, nearest upsampling 1 per output element; ReLU, additions and
 pooling are not counted. Written by hand because no library counts an unbuilt architecture, and the
-sampler needs thousands of evaluations per second (building and tracing a model takes ~0.1 s).
+sampler needs thousands of evaluations per second (building and tracing a model takes 0.2-1.5 s).
 """
 
 from __future__ import annotations

@@ -104,23 +104,30 @@ def _build_detector(arch: ArchSpec) -> nn.Module:
 
 
 def measure_flops_timed(
-    model_or_arch: ArchSpec | nn.Module, input_shape: tuple[int, int] = DEFAULT_INPUT_SHAPE
+    model_or_arch: ArchSpec | nn.Module,
+    input_shape: tuple[int, int] = DEFAULT_INPUT_SHAPE,
+    *,
+    threads: int | None = 1,
 ) -> tuple[FlopsReport, float]:
     """measure_flops, plus the seconds the fvcore trace took (model building excluded)."""
     import torch
     from torch import nn
 
     input_shape = (int(input_shape[0]), int(input_shape[1]))
+    previous_threads = torch.get_num_threads()
     with torch.no_grad():
         detector = model_or_arch if isinstance(model_or_arch, nn.Module) else _build_detector(model_or_arch)
         model = _dense_forward(detector)
         modes = [(module, module.training) for module in model.modules()]
         model.eval()
+        if threads:
+            torch.set_num_threads(threads)
         try:
             start = time.perf_counter()
             flops = _flops_by_component(model, input_shape)
             seconds = time.perf_counter() - start
         finally:
+            torch.set_num_threads(previous_threads)
             for module, training in modes:  # leave a caller's model as it was
                 module.training = training
         params = _params_by_component(model)
@@ -129,11 +136,17 @@ def measure_flops_timed(
 
 
 def measure_flops(
-    model_or_arch: ArchSpec | nn.Module, input_shape: tuple[int, int] = DEFAULT_INPUT_SHAPE
+    model_or_arch: ArchSpec | nn.Module,
+    input_shape: tuple[int, int] = DEFAULT_INPUT_SHAPE,
+    *,
+    threads: int | None = 1,
 ) -> FlopsReport:
     """FLOPs (fvcore, one multiply-add = one FLOP) and parameters per component, at input (H, W).
 
-    Takes an ArchSpec (built with scrfd_search.detector.build_model) or a built detector with
-    backbone, neck and bbox_head modules; it is measured in eval mode on a zero image.
+    Takes an ArchSpec (its detector is built from scrfd_search.detector.model_config, without
+    init_weights) or a built detector with backbone, neck and bbox_head modules; it is traced in
+    eval mode on a zero image. `threads`: torch threads during the trace (None keeps torch's
+    setting). One by default: the forward of a candidate is small, and on cores shared with other
+    jobs OpenMP's spinning threads made it ~10x slower (benchmarks/flops_speed.py).
     """
-    return measure_flops_timed(model_or_arch, input_shape)[0]
+    return measure_flops_timed(model_or_arch, input_shape, threads=threads)[0]
