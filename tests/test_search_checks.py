@@ -81,3 +81,15 @@ def test_existing_name_and_step_mismatches(tmp_path, capsys, demo_data):
     code, err = launch(capsys, tmp_path, "--space", str(STEP2_SPACE), *data, "--name", "s2", "--from", "zz")
     assert_one_line_error(code, err, "--from zz", "no experiment")
     assert not (tmp_path / "s2").exists()
+
+
+def test_unreachable_cluster_address(tmp_path, capsys, demo_data):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: bind, read it, close
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = ["--space", str(STEP1_SPACE), "--data", str(demo_data), "--name", "a"]
+    code, err = launch(capsys, tmp_path, *base, "--address", f"127.0.0.1:{port}")
+    assert_one_line_error(code, err, f"--address 127.0.0.1:{port}", "nothing answers there")
+    assert not (tmp_path / "a").exists()

@@ -18,6 +18,7 @@ import pytest
 from search_helpers import STEP1_SPACE, STEP2_SPACE
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.search.checks import local_cpus
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.search.store import ExperimentStore
 from scrfd_search.search.trial import read_events
@@ -53,13 +54,19 @@ def run_cli(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def trial_intervals(store: ExperimentStore) -> dict[str, list[tuple[float, float]]]:
-    """Per trial, the (start, end) times of its completed training runs."""
-    out = {}
+    """Per trial, the (start, last event) times of each of its training runs.
+
+    A run ends with an 'end' event, or (when ASHA stops the trial at a report) with its last 'validation'.
+    """
+    out: dict[str, list[tuple[float, float]]] = {}
     for row in store.read_trials():
-        events = read_events(Path(row.extra["work_dir"]))
-        starts = [e["time"] for e in events if e["event"] == "start"]
-        ends = [e["time"] for e in events if e["event"] == "end"]
-        out[row.trial_id] = list(zip(starts[-len(ends) :] if ends else [], ends, strict=True))
+        runs: list[tuple[float, float]] = []
+        for event in read_events(Path(row.extra["work_dir"])):
+            if event["event"] == "start":
+                runs.append((event["time"], event["time"]))
+            elif runs:
+                runs[-1] = (runs[-1][0], event["time"])
+        out[row.trial_id] = runs
     return out
 
 
@@ -85,9 +92,10 @@ def test_random_search_trains_the_seeded_candidates_two_at_a_time(demo_data, res
     assert by_index == {i: c.arch for i, c in enumerate(expected)}
     intervals = trial_intervals(store)
     assert all(len(runs) == 1 for runs in intervals.values())
-    assert overlapped(intervals), intervals  # 2 cores, 1 core per trial: both at once
     settings = store.read_experiment()
-    assert settings["max_concurrent"] == 2 and settings["step"] == 1 and settings["constraint"] is None
+    assert settings["step"] == 1 and settings["constraint"] is None
+    if local_cpus() >= 2:  # 1 core per trial: both at once
+        assert settings["max_concurrent"] == 2 and overlapped(intervals), intervals
     status = run_cli("status", "s1", "--results-dir", str(results))
     assert status.returncode == 0 and "trials: 2 of 2 done, 0 running, 0 failed, 0 pending" in status.stdout
     print(f"2-trial CPU search: {elapsed:.1f}s; runs {intervals}")
@@ -119,7 +127,7 @@ def test_step2_optuna_asha_search_keeps_the_step1_shares(demo_data, results):
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert sorted(t.value for t in study.trials) == sorted(r.hard for r in rows)
     # ray issue 46965: OptunaSearch must not serialise the trials
-    assert overlapped(trial_intervals(store))
+    assert local_cpus() < 2 or overlapped(trial_intervals(store))
     status = run_cli("status", "s2", "--results-dir", str(results))
     assert "constraint: backbone shares from the top 2 of s1" in status.stdout
 
@@ -174,6 +182,9 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(demo_data,
     assert "resume r" in err
     before = {r.trial_id for r in finished_rows(store)}
     assert 1 <= len(before) < 3
+    assert not any(r.state == "RUNNING" for r in store.read_trials())  # cut-off trials show as pending
+    status = run_cli("status", "r", "--results-dir", str(tmp_path))
+    assert f"trials: {len(before)} of 3 done, 0 running, 0 failed, {3 - len(before)} pending" in status.stdout
     done = run_cli("resume", "r", "--results-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     rows = store.read_trials()

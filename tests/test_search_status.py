@@ -9,6 +9,7 @@ from search_helpers import make_record, make_store, step1_rows
 from scrfd_search.cli import main
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.search.constraint import derive_constraint
+from scrfd_search.search.orchestrate import mark_unfinished_pending
 
 
 def status(capsys, *argv: str) -> tuple[int, str, str]:
@@ -81,3 +82,14 @@ def test_status_of_an_unknown_experiment_is_one_line(tmp_path, capsys):
     code, out, err = status(capsys, "nope", "--results-dir", str(tmp_path))
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "nope" in err and "launch one first" in err
+
+
+def test_trials_cut_off_by_an_interruption_show_as_pending(tmp_path, capsys):
+    space, rows = mixed_rows()
+    store = make_store(tmp_path, "s1", rows, trials=8)
+    assert mark_unfinished_pending(store) == 5  # 4 done + 1 failed
+    after = {r.trial_id: r for r in store.read_trials()}
+    assert after["t04"].state == "PENDING" and after["t04"].extra["interrupted"] is True
+    assert after["t04"].hard == rows[4].hard  # what it reached is kept
+    code, out, _ = status(capsys, "s1", "--results-dir", str(tmp_path))
+    assert "trials: 4 of 8 done, 0 running, 1 failed, 3 pending" in out

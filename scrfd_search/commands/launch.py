@@ -49,11 +49,6 @@ def run(args: argparse.Namespace) -> int:
     from scrfd_search.search.settings import SearchSettings
     from scrfd_search.search.store import store_path
 
-    gpus = args.gpus_per_trial
-    if gpus is None and args.address is None:
-        from scrfd_search.search.checks import local_gpus
-
-        gpus = 1.0 if local_gpus() > 0 else 0.0
     path = store_path(args.name, args.results_dir)
     settings = SearchSettings(
         name=args.name,
@@ -70,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         val_interval=args.val_interval,
         cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=gpus if gpus is not None else 0.0,
+        gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,
         address=args.address,
         from_experiment=args.from_experiment,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from scrfd_search.errors import UserError
@@ -82,3 +83,18 @@ def default_max_concurrent(total_cpus: float, total_gpus: float, cpus_per_trial:
     if gpus_per_trial > 0:
         fits = min(fits, int(total_gpus // gpus_per_trial))
     return max(1, fits)
+
+
+def check_address_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when HOST:PORT does not accept connections (Ray itself retries for minutes)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # 'auto' and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(
+            f"--address {address}: nothing answers there ({exc.strerror or exc}); "
+            "start the cluster with `ray start --head` or check the address"
+        ) from None

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.search.checks import (
+    check_address_reachable,
     check_data_root,
     check_trial_resources,
     cluster_node_resources,
@@ -33,6 +34,8 @@ from scrfd_search.search.store import ExperimentStore, store_path
 from scrfd_search.space.search_space import SearchSpace
 
 INTERRUPTED_EXIT = 130
+STEP2_MIN_DRAWS = 1_000_000
+STEP2_DRAWS_PER_CANDIDATE = 100_000
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ class PreparedSearch:
     candidates: list[Any] | None  # the sampler's Candidates (random searcher only)
 
 
-def prepare(settings: SearchSettings, *, progress: Any = None) -> PreparedSearch:
-    """Check the name, data, space, step-2 source and resources; draw candidates for the random searcher."""
+def prepare(settings: SearchSettings) -> PreparedSearch:
+    """Check the name, data, space, step-2 source and local resources (candidates are drawn later)."""
     store = ExperimentStore(settings.path)
     if store.exists():
         raise UserError(
@@ -56,9 +59,9 @@ def prepare(settings: SearchSettings, *, progress: Any = None) -> PreparedSearch
     check_data_root(settings.data_root)
     space = SearchSpace.load(settings.space_file)
     constraint = step_constraint(settings, space)
-    settings = with_resources_checked(settings)
-    candidates = draw_candidates(settings, space, constraint, progress)
-    return PreparedSearch(settings, space, constraint, candidates)
+    if settings.address is not None:
+        check_address_reachable(settings.address)
+    return PreparedSearch(with_resources_checked(settings), space, constraint, None)
 
 
 def step_constraint(settings: SearchSettings, space: SearchSpace) -> ShareConstraint | None:
@@ -80,15 +83,20 @@ def step_constraint(settings: SearchSettings, space: SearchSpace) -> ShareConstr
 
 
 def with_resources_checked(settings: SearchSettings) -> SearchSettings:
-    """Check one trial fits the local machine (the cluster is checked after connecting)."""
+    """Check one trial fits the local machine and fill in defaults (a cluster is checked after joining)."""
     if settings.address is not None:
         return settings
-    cpus, gpus = local_cpus(), local_gpus()
-    check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, cpus, gpus)
-    if settings.max_concurrent is None:
-        fits = default_max_concurrent(cpus, gpus, settings.cpus_per_trial, settings.gpus_per_trial)
-        settings = settings.with_max_concurrent(min(fits, settings.trials))
-    return settings
+    return resolved_resources(settings, local_cpus(), local_gpus(), local_cpus(), local_gpus())
+
+
+def resolved_resources(
+    settings: SearchSettings, node_cpus: float, node_gpus: float, total_cpus: float, total_gpus: float
+) -> SearchSettings:
+    """Default GPUs per trial and concurrency from what is there, after checking one trial fits a node."""
+    settings = settings.with_resources(node_gpus)
+    check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial or 0.0, node_cpus, node_gpus)
+    fits = default_max_concurrent(total_cpus, total_gpus, settings.cpus_per_trial, settings.gpus_per_trial or 0.0)
+    return settings.with_resources(node_gpus, min(fits, settings.trials))
 
 
 def draw_candidates(
@@ -99,7 +107,11 @@ def draw_candidates(
 
     accept = constraint.accept_fn if constraint is not None else None
     if settings.searcher == "random":
-        return sample_candidates(space, settings.trials, settings.seed, accept=accept, progress=progress)
+        # under the share constraint about one uniform draw in 20,000 qualifies (0.5 GF): allow for it
+        max_draws = max(STEP2_MIN_DRAWS, STEP2_DRAWS_PER_CANDIDATE * settings.trials) if accept else None
+        return sample_candidates(
+            space, settings.trials, settings.seed, accept=accept, max_draws=max_draws, progress=progress
+        )
     sample_candidates(space, 1, settings.seed, accept=accept, confirm=False)
     return None
 
@@ -135,23 +147,21 @@ def init_ray(address: str | None) -> None:
             logging_level=logging.ERROR,
             log_to_driver=False,
         )
-    else:
+        return
+    try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--address {address}: cannot join a Ray cluster there ({reason})") from None
 
 
 def settings_for_cluster(settings: SearchSettings) -> SearchSettings:
-    """After joining a cluster: check one trial fits its largest node and fill in the concurrency."""
-    cpus, gpus = cluster_node_resources()
-    check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, cpus, gpus)
-    if settings.max_concurrent is not None:
-        return settings
+    """After joining a cluster: check one trial fits its largest node and fill in the defaults."""
     import ray
 
+    node_cpus, node_gpus = cluster_node_resources()
     total = ray.cluster_resources()
-    fits = default_max_concurrent(
-        total.get("CPU", 0.0), total.get("GPU", 0.0), settings.cpus_per_trial, settings.gpus_per_trial
-    )
-    return settings.with_max_concurrent(min(fits, settings.trials))
+    return resolved_resources(settings, node_cpus, node_gpus, total.get("CPU", 0.0), total.get("GPU", 0.0))
 
 
 def build_trainable(settings: SearchSettings) -> Any:
@@ -172,16 +182,17 @@ def build_trainable(settings: SearchSettings) -> Any:
         device=settings.device,
         threads=max(1, int(settings.cpus_per_trial)),
     )
-    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial or 0.0}
     return tune.with_resources(tune.with_parameters(run_trial, settings=trial_settings), resources)
 
 
 def build_searcher(prepared: PreparedSearch) -> Any:
     """The search algorithm, wrapped in a ConcurrencyLimiter.
 
-    Ray lets a custom searcher keep only one trial pending unless it is wrapped in a
-    ConcurrencyLimiter, which throttled OptunaSearch to near-serial execution (ray issue 46965);
-    the limiter makes max_concurrent trials run at once for both searchers.
+    Ray keeps only one trial pending for a searcher that is not wrapped in a ConcurrencyLimiter,
+    so trials start one after another, each waiting for the previous one's worker to come up
+    (measured: 1.7 s apart with a fake 6 s trial; part of the slowness of ray issue 46965). With
+    the limiter, max_concurrent trials are pending at once and start together.
     """
     from ray.tune.search import ConcurrencyLimiter
 
@@ -252,13 +263,14 @@ def build_tuner(prepared: PreparedSearch, quiet: bool) -> Any:
 
 def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
     """Run a new search to the end (or until interrupted); returns the exit status."""
+    prepared = prepare(settings)
+    if prepared.settings.address is not None:  # join first: a wrong address fails before any sampling
+        init_ray(prepared.settings.address)
+        prepared = replace(prepared, settings=settings_for_cluster(prepared.settings))
     progress = None if quiet else _sampling_progress
-    prepared = prepare(settings, progress=progress)
+    candidates = draw_candidates(prepared.settings, prepared.space, prepared.constraint, progress)
+    prepared = replace(prepared, candidates=candidates)
     init_ray(prepared.settings.address)
-    if prepared.settings.address is not None:
-        prepared = PreparedSearch(
-            settings_for_cluster(prepared.settings), prepared.space, prepared.constraint, prepared.candidates
-        )
     s = prepared.settings
     store = ExperimentStore(s.path)
     if prepared.constraint is not None:
@@ -281,9 +293,12 @@ def resume(name: str, results_dir: str | None = None, *, quiet: bool = False) ->
     settings = SearchSettings.from_dict(store.read_experiment(), str(store.experiment_file))
     check_data_root(settings.data_root)
     if not settings.ray_experiment.is_dir() or not tune.Tuner.can_restore(str(settings.ray_experiment)):
-        raise UserError(f"{name}: no Ray Tune experiment to restore at {settings.ray_experiment}")
+        raise UserError(
+            f"{name}: no Ray Tune experiment to restore at {settings.ray_experiment} (the launch stopped "
+            f"before its first trial: remove {store.path} and launch again)"
+        )
     if settings.address is None:
-        check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial, local_cpus(), local_gpus())
+        check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial or 0.0, local_cpus(), local_gpus())
     init_ray(settings.address)
     if settings.address is not None:
         settings_for_cluster(settings)
@@ -311,7 +326,12 @@ def _fit(tuner: Any, settings: SearchSettings, store: ExperimentStore, quiet: bo
             f"continue it with `scrfd-search resume {settings.name}`",
         )
         return INTERRUPTED_EXIT
-    _say(quiet, f"search {settings.name} finished; see `scrfd-search status {settings.name}`")
+    failed = sum(r.state == "ERROR" for r in store.read_trials())
+    _say(
+        quiet,
+        f"search {settings.name} finished: {finished - failed} trials trained, {failed} failed; "
+        f"see `scrfd-search status {settings.name}`",
+    )
     return 0
 
 

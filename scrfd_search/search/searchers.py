@@ -3,14 +3,15 @@
 `random` (the paper's search): the driver draws N distinct in-budget candidates with
 sample_candidates(space, N, seed) and CandidateSearcher hands trial i candidate i.
 
-`optuna`: TPE over the same ranges (space.suggest_arch, define-by-run), with the GFLOPs budget (and
-the step-2 share constraint) enforced by rejection from TPE's own proposal: for each new trial a
-scratch in-memory study holding a copy of the real study's trials is asked repeatedly (each draw
-seeded, FLOPs counted in closed form, at most `max_draws` draws) until a distinct candidate is in
-budget; fvcore then confirms it and the real study (SQLite, results/NAME/optuna.db) gets exactly
-that point, enqueued. Out-of-budget proposals therefore never reach the stored study (it holds only
-trained trials, so optuna-dashboard shows the search as it ran), and TPE still learns from every
-trained trial. Ray's OptunaSearch does the rest (reporting per validation, completion, save/restore).
+`optuna`: TPE over the same ranges (space.suggest_arch, define-by-run), kept inside the budget:
+for each new trial a scratch in-memory study holding a copy of the stored study's trials is asked
+repeatedly (seeded, at most `max_draws` draws). A proposal whose backbone breaks the step-2 share
+constraint is dropped; otherwise its neck and head are moved to the nearest setting that puts the
+detector inside the budget (budget_fit; in step 1 they are fixed, so this is a plain check) and
+architectures already tried are skipped. fvcore then confirms the FLOPs and the stored study
+(SQLite, results/NAME/optuna.db) gets exactly that point, enqueued, so it holds only trained
+trials (optuna-dashboard shows the search as it ran) and TPE learns from every one of them.
+Ray's OptunaSearch does the rest (a report per validation, completion, save/restore).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import FlopsReport
+from scrfd_search.search.budget_fit import fit_neck_head
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
@@ -32,6 +35,7 @@ from scrfd_search.space.search_space import SearchSpace
 METRIC = "hard"
 MODE = "max"
 DEFAULT_MAX_DRAWS = 20000
+SCRATCH_DRAWS = 200
 
 
 def candidate_configs(candidates: list[Any]) -> list[dict[str, Any]]:
@@ -135,31 +139,55 @@ class BudgetedOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, None if error else result, error)
 
     def _feasible_point(self) -> tuple[dict[str, Any], FlopsReport]:
-        """Ask a scratch copy of the study until TPE proposes a distinct architecture inside the budget."""
+        """Ask a scratch copy of the study until TPE proposes a new architecture that fits the budget."""
         from scrfd_search.flops.analytic import count_flops
 
-        history = [t for t in self._ot_study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
+        space = self.search_space
+        history = [t for t in self._ot_study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
         taken = {self._arch_of(t.params).key() for t in history}
-        scratch = optuna.create_study(
-            direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=self.draw_seed * 1_000_003 + len(history)),
-        )
-        scratch.add_trials(history)
-        shape = self.search_space.input_shape
-        for _ in range(self.max_draws):
+        scratch = None
+        for draw in range(self.max_draws):
+            if draw % SCRATCH_DRAWS == 0:
+                # a fresh copy now and then: every draw adds a trial, and TPE's cost grows with them
+                scratch = self._scratch_study(history, draw // SCRATCH_DRAWS)
             proposal = scratch.ask()
-            arch = self.search_space.suggest_arch(proposal)
-            scratch.tell(proposal, state=optuna.trial.TrialState.FAIL)
-            if arch.key() in taken or not _in_budget(self.search_space, count_flops(arch, shape), self.constraint):
+            arch = space.suggest_arch(proposal)
+            scratch.tell(proposal, state=TrialState.FAIL)
+            if self.constraint is not None and not self.constraint.accepts(count_flops(arch, space.input_shape)):
+                continue  # the backbone shares do not depend on the neck and head
+            fitted = fit_neck_head(space, arch, lambda f: _in_budget(space, f, self.constraint), taken)
+            if fitted is None:
                 continue
+            arch = fitted[0]
             taken.add(arch.key())
             flops = self._confirmed(arch)
-            if _in_budget(self.search_space, flops, self.constraint):
-                return proposal.params, flops
+            if _in_budget(space, flops, self.constraint):
+                return self._params_of(proposal.params, arch), flops
         raise UserError(
-            f"{self.search_space.source}: TPE proposed no new architecture inside the budget in "
+            f"{space.source}: TPE proposed no new architecture inside the budget in "
             f"{self.max_draws} draws; widen the tolerance or use --searcher random"
         )
+
+    def _scratch_study(self, history: list[optuna.trial.FrozenTrial], block: int) -> optuna.Study:
+        """An in-memory study holding the stored trials, with its own seeded TPE sampler."""
+        seed = (self.draw_seed * 1_000_003 + len(history) * 1_009 + block) % 2**32
+        scratch = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        scratch.add_trials(history)
+        return scratch
+
+    def _params_of(self, proposed: dict[str, Any], arch: ArchSpec) -> dict[str, Any]:
+        """TPE's parameters with the neck/head values the budget fit chose."""
+        params = dict(proposed)
+        for name, value in (
+            ("neck_channels", arch.neck.channels),
+            ("head_num_convs", arch.head.num_convs),
+            ("head_width", arch.head.width),
+        ):
+            if name in params:
+                params[name] = value
+        if self._arch_of(params) != arch:
+            raise RuntimeError(f"Optuna parameters {params} do not rebuild {arch.key()} (parameter names changed?)")
+        return params
 
     def _arch_of(self, params: dict[str, Any]) -> ArchSpec:
         """The architecture a set of stored Optuna parameters stands for."""

@@ -39,7 +39,7 @@ class SearchSettings:
     lr: float = 0.01
     val_interval: int | None = None
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = None  # None: 1 where the machine (or cluster) has GPUs, else 0
     max_concurrent: int | None = None
     address: str | None = None
     from_experiment: str | None = None
@@ -107,11 +107,12 @@ class SearchSettings:
     @property
     def device(self) -> str:
         """Where each trial trains."""
-        return "cuda" if self.gpus_per_trial > 0 else "cpu"
+        return "cuda" if self.gpus_per_trial else "cpu"
 
-    def with_max_concurrent(self, max_concurrent: int) -> SearchSettings:
-        """A copy with the concurrency limit filled in."""
-        return replace(self, max_concurrent=max_concurrent)
+    def with_resources(self, available_gpus: float, max_concurrent: int | None = None) -> SearchSettings:
+        """A copy with the GPU default and the concurrency limit filled in (values given are kept)."""
+        gpus = self.gpus_per_trial if self.gpus_per_trial is not None else (1.0 if available_gpus > 0 else 0.0)
+        return replace(self, gpus_per_trial=gpus, max_concurrent=self.max_concurrent or max_concurrent)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for experiment.json."""

@@ -88,8 +88,10 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     reported: list[int] = []
 
     def on_validation(epoch: int, aps: dict[str, float]) -> None:
-        """Forward every validation to Ray Tune (ASHA decides on these)."""
-        tune.report(ap_metrics(epoch, aps))
+        """Forward every validation to Ray Tune (ASHA decides on these; it may stop the trial here)."""
+        metrics = ap_metrics(epoch, aps)
+        append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
+        tune.report(metrics)
         reported.append(epoch)
 
     data = DataSettings(
