@@ -9,6 +9,7 @@ visible); epoch checkpoints for resuming; and the final result file.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ from scrfd_search.space.arch import ArchSpec
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "validation_history.json"
+CANDIDATE_FILE = "candidate.json"
 SUBSETS = ("easy", "medium", "hard")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -143,7 +145,6 @@ class CandidateMonitorHook(Hook):
         self.validate_before_train = validate_before_train
         self.resumed = resumed
         self.history: list[dict[str, Any]] = []
-        self.stopped_early = False
         self._seconds_before = 0.0
         self._start = time.perf_counter()
         self._epoch_start = self._start
@@ -227,7 +228,6 @@ class CandidateMonitorHook(Hook):
         try:
             self.on_validation(epoch, dict(aps))
         except StopTraining:
-            self.stopped_early = True
             runner.train_loop.stop_training = True
 
     # ---------------------------------------------------------------- progress lines
@@ -254,8 +254,6 @@ def _aps_text(aps: dict[str, float]) -> str:
 
 def _read_history(work_dir: str | Path) -> list[dict[str, Any]]:
     """The validation history an earlier run saved in work_dir (empty if none)."""
-    import json
-
     path = Path(work_dir) / HISTORY_FILE
     if not path.is_file():
         return []
@@ -371,6 +369,18 @@ def _last_checkpoint(work_dir: Path) -> str | None:
     return find_latest_checkpoint(str(work_dir))
 
 
+def _check_same_candidate(work_dir: Path, run_info: dict[str, Any]) -> None:
+    """Refuse to resume a work dir that holds another architecture, schedule length or image size."""
+    path = work_dir / CANDIDATE_FILE
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    for key, value in run_info.items():
+        if key in saved and saved[key] != value:
+            shown = "a different architecture" if key == "arch" else f"{key} {saved[key]} (now {value})"
+            raise UserError(f"{path}: cannot resume, the work dir holds a run with {shown}; use another work dir")
+
+
 def _final_aps(history: list[dict[str, Any]]) -> dict[str, float | None]:
     """The APs of the last validation (None when there was none)."""
     if not history:
@@ -405,11 +415,15 @@ def train_candidate(
     device = resolve_device(device)
     check_data(data)
     work_dir = Path(work_dir).resolve()
+    resume = resume and _last_checkpoint(work_dir) is not None
+    run_info = {"arch": arch.to_dict(), "epochs": schedule.epochs, "img_size": data.img_size}
+    if resume:
+        _check_same_candidate(work_dir, run_info)
     cfg = candidate_config(arch, data, schedule, work_dir, device=device, seed=seed, resume=resume)
     _import_custom_modules(cfg)
     from mmengine.config import Config
 
-    work_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(work_dir / CANDIDATE_FILE, run_info)
     # yapf-formatting the config text costs ~0.7 s at every checkpoint save; plain text is as readable
     runner = _runner_class(device, verbose).from_cfg(Config(cfg, format_python_code=False))
     monitor = CandidateMonitorHook(on_validation, progress, validate_before_train, resumed=resume)

@@ -30,11 +30,11 @@ TINY_ARCH = ArchSpec(
     neck=NeckSpec(16),
     head=HeadSpec(num_convs=1, width=16, norm="gn", gn_groups=4),
 )
-# The acceptance candidate: a small ResNet-style detector (about 0.3 GFLOPs at 640x480).
+# The acceptance candidate: a small ResNet-style detector (0.58 GFLOPs at 640x480).
 SMALL_ARCH = ArchSpec(
     block="basic",
     stem_width=16,
-    stages=(StageSpec(1, 16), StageSpec(2, 32), StageSpec(1, 48), StageSpec(1, 64)),
+    stages=(StageSpec(1, 16), StageSpec(1, 32), StageSpec(1, 32), StageSpec(1, 64)),
     neck=NeckSpec(32),
     head=HeadSpec(num_convs=2, width=32, norm="gn", gn_groups=8),
 )
@@ -61,9 +61,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _settings(root: Path, **overrides) -> DataSettings:
     """DataSettings for a demo folder: its own gt files, 64 px, no worker processes."""
-    values = dict(
-        data_root=str(root), gt_dir=str(root / "wider_face_split"), img_size=64, batch_size=4, num_workers=0
-    )
+    values = dict(data_root=str(root), gt_dir=str(root / "wider_face_split"), img_size=64, batch_size=4, num_workers=0)
     values.update(overrides)
     return DataSettings(**values)
 
@@ -190,6 +188,7 @@ def test_resume_continues_without_repeating_epochs(tiny_data: Path, tmp_path: Pa
         TINY_ARCH, data, schedule, work, device="cpu", on_validation=stop_after_first, progress=lines.append
     )
     assert first.epochs_run == 1 and [h["epoch"] for h in first.history] == [1]
+    assert (work / HISTORY_FILE).is_file()
     assert json.loads((work / RESULT_FILE).read_text())["epochs_run"] == 1
 
     seen: list[int] = []
@@ -211,6 +210,10 @@ def test_resume_continues_without_repeating_epochs(tiny_data: Path, tmp_path: Pa
     assert second.history[0] == first.history[0]
     assert second.seconds >= first.seconds
     assert json.loads((work / RESULT_FILE).read_text())["epochs_run"] == 2
+
+    other = ArchSpec.from_dict({**TINY_ARCH.to_dict(), "stem_width": 16})
+    with pytest.raises(UserError, match="different architecture"):
+        train_candidate(other, data, schedule, work, device="cpu", resume=True, progress=None)
 
 
 def test_same_seed_gives_the_same_run_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
@@ -246,10 +249,12 @@ def test_cuda_without_a_gpu_is_a_user_error(tiny_data: Path, tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_training_clearly_beats_the_untrained_model_on_hard_ap(tmp_path: Path) -> None:
+    # Demo faces at least 20 px: the test is about the training path learning, not about tiny faces.
     root = tmp_path / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=96, num_val=24, seed=0))
-    data = _settings(root, img_size=192, batch_size=8)
-    schedule = Schedule(epochs=12, lr=0.02, warmup_iters=12, val_interval=12)
+    write_demo_dataset(root, DemoConfig(num_train=96, num_val=24, seed=0, min_width=192, max_width=256, min_face_px=20))
+    data = _settings(root, img_size=192, batch_size=4)
+    # 720 iterations; a warm-up of a tenth of them (a 12-iteration warm-up sometimes stalls the head).
+    schedule = Schedule(epochs=30, lr=0.01, base_batch_size=None, warmup_iters=72, val_interval=30)
     start = time.perf_counter()
     result = train_candidate(
         SMALL_ARCH, data, schedule, tmp_path / "work", device="cpu", seed=0, validate_before_train=True
@@ -257,6 +262,6 @@ def test_training_clearly_beats_the_untrained_model_on_hard_ap(tmp_path: Path) -
     elapsed = time.perf_counter() - start
     untrained = next(h for h in result.history if h["epoch"] == 0)
     print(f"hard AP untrained {untrained['hard']:.3f} -> trained {result.hard:.3f} in {elapsed:.0f} s")
-    assert result.epochs_run == 12
-    assert result.hard >= untrained["hard"] + 0.15
-    assert (tmp_path / "work" / HISTORY_FILE).is_file()
+    assert result.epochs_run == 30
+    assert [h["epoch"] for h in result.history] == [0, 30]
+    assert result.hard >= untrained["hard"] + 0.3

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup-iters",
         type=int,
         metavar="N",
-        help=f"linear warm-up iterations (default {DEFAULT_WARMUP_ITERS}, at most one epoch's iterations)",
+        help=f"linear warm-up iterations (default {DEFAULT_WARMUP_ITERS}, at most a tenth of the run's iterations)",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
     parser.add_argument("--verbose", action="store_true", help="also print mmengine's log on stdout")
@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     warmup = args.warmup_iters
     if warmup is None:
         train_ann = data_root / "wider_face_split" / "wider_face_train_bbx_gt.txt"
-        warmup = min(DEFAULT_WARMUP_ITERS, _epoch_iterations(train_ann, args.max_train_images, args.batch_size))
+        total = args.epochs * _epoch_iterations(train_ann, args.max_train_images, args.batch_size)
+        # short runs on small data (demo sets) would spend most of their steps warming up
+        warmup = min(DEFAULT_WARMUP_ITERS, max(1, total // 10))
     schedule = Schedule(epochs=args.epochs, lr=args.lr, warmup_iters=warmup, val_interval=args.val_interval)
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
     result = train_candidate(
