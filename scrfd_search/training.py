@@ -35,6 +35,7 @@ HISTORY_FILE = "validation_history.json"
 CANDIDATE_FILE = "candidate.json"
 SUBSETS = ("easy", "medium", "hard")
 DEVICES = ("auto", "cpu", "cuda")
+REFERENCE_WARMUP_ITERS = 1500
 
 ValidationCallback = Callable[[int, dict[str, float]], None]
 ProgressSink = Callable[[str], None]
@@ -106,6 +107,23 @@ def check_data(data: DataSettings) -> None:
     for name in (FACES_FILE, *SUBSET_FILES.values()):
         if not (gt_dir / name).is_file():
             raise UserError(f"{gt_dir / name}: validation ground-truth file not found")
+
+
+def warmup_iters_for(data: DataSettings, epochs: int, reference: int = REFERENCE_WARMUP_ITERS) -> int:
+    """The reference's warm-up length, capped at a tenth of the run's iterations.
+
+    Short runs on small data (search trials, demo sets) would otherwise spend most of their steps warming up.
+    """
+    from scrfd_search.data.annotations import parse_retinaface_txt, parse_wider_txt
+    from scrfd_search.data.pipelines import dataset_config
+
+    ann = data.train_ann or dataset_config(data.data_root, split="train", layout=data.layout)["ann_file"]
+    parse = parse_wider_txt if data.layout == "wider" else parse_retinaface_txt
+    images = len(parse(Path(data.data_root) / ann))
+    if data.max_train_images is not None:
+        images = min(images, data.max_train_images)
+    iterations = epochs * max(1, -(-images // data.batch_size))
+    return min(reference, max(1, iterations // 10))
 
 
 def validation_aps(metrics: dict[str, Any]) -> dict[str, float] | None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_WARMUP_ITERS = 1500
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the architecture, data, schedule and runtime options."""
@@ -44,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup-iters",
         type=int,
         metavar="N",
-        help=f"linear warm-up iterations (default {DEFAULT_WARMUP_ITERS}, at most a tenth of the run's iterations)",
+        help="linear warm-up iterations (default 1500, at most a tenth of the run's iterations)",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
     parser.add_argument("--verbose", action="store_true", help="also print mmengine's log on stdout")
@@ -58,21 +56,11 @@ def _check_positive(name: str, value: int | None) -> None:
         raise UserError(f"{name}: expected an integer >= 1, got {value}")
 
 
-def _epoch_iterations(ann_file: Path, max_images: int | None, batch_size: int) -> int:
-    """Iterations in one training epoch: images in the annotation file (or the cap) over the batch size."""
-    from scrfd_search.data.annotations import parse_wider_txt
-
-    images = len(parse_wider_txt(ann_file))
-    if max_images is not None:
-        images = min(images, max_images)
-    return max(1, -(-images // batch_size))
-
-
 def run(args: argparse.Namespace) -> int:
     """Check every input, train, print the AP and the path of result.json."""
     from scrfd_search.detector import DataSettings, Schedule
     from scrfd_search.space.arch import ArchSpec
-    from scrfd_search.training import RESULT_FILE, check_data, train_candidate
+    from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for
 
     arch_path = Path(args.arch)
     arch = ArchSpec.load(arch_path)
@@ -89,12 +77,7 @@ def run(args: argparse.Namespace) -> int:
         max_val_images=args.max_val_images,
     )
     check_data(data)
-    warmup = args.warmup_iters
-    if warmup is None:
-        train_ann = data_root / "wider_face_split" / "wider_face_train_bbx_gt.txt"
-        total = args.epochs * _epoch_iterations(train_ann, args.max_train_images, args.batch_size)
-        # short runs on small data (demo sets) would spend most of their steps warming up
-        warmup = min(DEFAULT_WARMUP_ITERS, max(1, total // 10))
+    warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
     schedule = Schedule(epochs=args.epochs, lr=args.lr, warmup_iters=warmup, val_interval=args.val_interval)
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
     result = train_candidate(

@@ -77,7 +77,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
 
     from scrfd_search.detector import DataSettings, Schedule
     from scrfd_search.space.arch import ArchSpec
-    from scrfd_search.training import train_candidate
+    from scrfd_search.training import train_candidate, warmup_iters_for
 
     torch.set_num_threads(max(1, settings.threads))
     work_dir = trial_work_dir(settings.trials_root, tune.get_context().get_trial_id())
@@ -105,7 +105,12 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     result = train_candidate(
         arch,
         data,
-        Schedule.search(settings.epochs, lr=settings.lr, val_interval=settings.val_interval),
+        Schedule(
+            epochs=settings.epochs,
+            lr=settings.lr,
+            warmup_iters=warmup_iters_for(data, settings.epochs),
+            val_interval=settings.val_interval,
+        ),
         work_dir,
         device=settings.device,
         seed=settings.seed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -50,6 +50,22 @@ class IntRange:
         return self.min == self.max
 
 
+class Backbone(NamedTuple):
+    """The backbone part of a draw: stem width, depths and widths of C2..C5."""
+
+    stem: int
+    depths: tuple[int, int, int, int]
+    widths: tuple[int, int, int, int]
+
+
+class NeckHead(NamedTuple):
+    """The neck and head part of a draw."""
+
+    neck_channels: int
+    head_num_convs: int
+    head_width: int
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Ranges for every ArchSpec field plus the budget that candidates must meet."""
@@ -78,15 +94,31 @@ class SearchSpace:
         budget = self.budget_gflops if budget_gflops is None else budget_gflops
         return budget * (1 - self.tolerance), budget * (1 + self.tolerance)
 
-    def sample_arch(self, rng: np.random.Generator) -> ArchSpec:
-        """Draw one architecture uniformly from the ranges (widths sorted so they never decrease)."""
+    def sample_backbone(self, rng: np.random.Generator) -> Backbone:
+        """Draw stem width, depths and widths uniformly (widths sorted so they never decrease)."""
         stem = self.stem_width.draw(rng)
-        depths = [r.draw(rng) for r in self.depth]
-        widths = sorted(r.draw(rng) for r in self.width)
-        neck = self.neck_channels.draw(rng)
-        num_convs = self.head_num_convs.draw(rng)
-        head_width = self.head_width.draw(rng)
-        return self._arch(stem, depths, widths, neck, num_convs, head_width)
+        depths = tuple(r.draw(rng) for r in self.depth)
+        widths = tuple(sorted(r.draw(rng) for r in self.width))
+        return Backbone(stem, depths, widths)  # type: ignore[arg-type]
+
+    def neck_head_options(self) -> list[NeckHead]:
+        """Every (neck channels, head convs, head width) the space allows, cheapest first."""
+        return [
+            NeckHead(neck, convs, width)
+            for neck in self.neck_channels.values()
+            for convs in self.head_num_convs.values()
+            for width in self.head_width.values()
+        ]
+
+    def sample_arch(self, rng: np.random.Generator) -> ArchSpec:
+        """Draw one architecture uniformly from the ranges (ignores the budget)."""
+        backbone = self.sample_backbone(rng)
+        options = self.neck_head_options()
+        return self.build(backbone, options[int(rng.integers(len(options)))])
+
+    def build(self, backbone: Backbone, neck_head: NeckHead) -> ArchSpec:
+        """The ArchSpec of a backbone and a neck/head setting, with the space's fixed head settings."""
+        return self._arch(backbone.stem, list(backbone.depths), list(backbone.widths), *neck_head)
 
     def suggest_arch(self, trial: Any) -> ArchSpec:
         """Ask an Optuna trial (define-by-run) for an architecture over the same ranges."""
