@@ -190,3 +190,18 @@ def test_cli_writes_and_reports(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert main(["demo-data", "--out", str(tmp_path / "x"), "--train", "0"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_image_and_face_sizes(tmp_path, capsys):
+    out = tmp_path / "small"
+    args = ["demo-data", "--out", str(out), "--train", "6", "--val", "2", "--min-width", "192", "--max-width", "256"]
+    assert main([*args, "--min-face", "20"]) == 0
+    for image in parse_wider_txt(out / "wider_face_split" / "wider_face_train_bbx_gt.txt"):
+        width = cv2.imread(str(out / "WIDER_train" / "images" / image.name)).shape[1]
+        assert 192 <= width <= 256
+        for face in image.instances:
+            x1, y1, x2, y2 = face["bbox"]
+            assert ((x2 - x1) * (y2 - y1)) ** 0.5 >= 19  # at least the requested size, sqrt(w*h), less rounding
+    assert main(["demo-data", "--out", str(tmp_path / "bad"), "--min-width", "300", "--max-width", "200"]) == 2
+    assert "--min-width/--max-width: 300..200" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -15,20 +15,38 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare --out, --train, --val, --seed and --force."""
+    """Declare --out, --train, --val, --seed, the image and face sizes, and --force."""
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create")
     parser.add_argument("--train", type=int, default=200, metavar="N", help="training images (default 200)")
     parser.add_argument("--val", type=int, default=50, metavar="M", help="validation images (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--min-width", type=int, default=320, metavar="PX", help="narrowest image (default 320)")
+    parser.add_argument("--max-width", type=int, default=480, metavar="PX", help="widest image (default 480)")
+    parser.add_argument(
+        "--min-face", type=float, default=10.0, metavar="PX", help="smallest face size, sqrt(w*h) in pixels (default 10)"
+    )
     parser.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate the data set and print what was written."""
     from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+    from scrfd_search.errors import UserError
+
+    if not 32 <= args.min_width <= args.max_width:
+        raise UserError(f"--min-width/--max-width: {args.min_width}..{args.max_width} is not a range of at least 32 px")
+    if not 1 <= args.min_face < args.min_width / 2:
+        raise UserError(f"--min-face: {args.min_face} must be at least 1 and under half of --min-width")
 
     start = time.perf_counter()
-    config = DemoConfig(num_train=args.train, num_val=args.val, seed=args.seed)
+    config = DemoConfig(
+        num_train=args.train,
+        num_val=args.val,
+        seed=args.seed,
+        min_width=args.min_width,
+        max_width=args.max_width,
+        min_face_px=args.min_face,
+    )
     info = write_demo_dataset(args.out, config, force=args.force)
     elapsed = time.perf_counter() - start
     for split, entry in info["splits"].items():
