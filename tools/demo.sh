@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: demo data, then the paper's two-step search at the 0.5 GF budget,
+# The main job on the embedded default: demo data, then the paper's two-step search at the 0.5 GF budget
+# (basic-block demo spaces: search_spaces/demo_0.5gf_step*.yaml say why),
 # small enough for a 2-core CPU (a handful of trials, 192 px images, a few epochs each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +30,9 @@ run_step() {  # name, space, extra flags...: launch, or resume an interrupted ru
 }
 
 echo "[demo] step 1: $STEP1_TRIALS backbones at 0.5 GF (neck and head fixed), $EPOCHS epochs each"
-run_step "$NAME-step1" search_spaces/scrfd_0.5gf_step1.yaml --trials "$STEP1_TRIALS"
+run_step "$NAME-step1" search_spaces/demo_0.5gf_step1.yaml --trials "$STEP1_TRIALS"
 echo "[demo] step 2: $STEP2_TRIALS whole detectors under step 1's stage-share ranges"
-run_step "$NAME-step2" search_spaces/scrfd_0.5gf_step2.yaml --trials "$STEP2_TRIALS" --from "$NAME-step1" --top-k 3
+run_step "$NAME-step2" search_spaces/demo_0.5gf_step2.yaml --trials "$STEP2_TRIALS" --from "$NAME-step1" --top-k 3
 
 "$BIN/scrfd-search" status "$NAME-step1"
 "$BIN/scrfd-search" status "$NAME-step2"

@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-width", type=int, default=320, metavar="PX", help="narrowest image (default 320)")
     parser.add_argument("--max-width", type=int, default=480, metavar="PX", help="widest image (default 480)")
     parser.add_argument(
-        "--min-face", type=float, default=10.0, metavar="PX", help="smallest face size, sqrt(w*h) in pixels (default 10)"
+        "--min-face",
+        type=float,
+        default=10.0,
+        metavar="PX",
+        help="smallest face size, sqrt(w*h) in pixels (default 10)",
     )
     parser.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
 
