@@ -11,8 +11,10 @@ sampler needs thousands of evaluations per second (building and tracing a model 
 
 from __future__ import annotations
 
+import functools
+
 from scrfd_search.flops.report import DEFAULT_INPUT_SHAPE, FlopsReport
-from scrfd_search.space.arch import BOTTLENECK_EXPANSION, ArchSpec, HeadSpec
+from scrfd_search.space.arch import BOTTLENECK_EXPANSION, WIDTH_STEP, ArchSpec, HeadSpec
 
 Size = tuple[int, int]  # (height, width) of a feature map
 Cost = tuple[int, int, Size]  # (flops, params, output size)
@@ -137,6 +139,16 @@ def mobilenet_stem(size: Size, width: int) -> Cost:
     return f1 + f2, p1 + p2, out
 
 
+def stem_cost(block: str, size: Size, width: int) -> Cost:
+    """The stem of a backbone built from `block` blocks (MobileNet stem for depthwise, ResNet deep stem else)."""
+    return mobilenet_stem(size, width) if block == "depthwise" else resnet_stem(size, width)
+
+
+def stage_stride(block: str, index: int) -> int:
+    """Stride of stage `index` (0 = C2): C2 keeps the ResNet stem's pooled size; MobileNet's stem does not pool."""
+    return 1 if index == 0 and block != "depthwise" else 2
+
+
 def stage(block: str, size: Size, c_in: int, width: int, depth: int, stride: int) -> Cost:
     """One backbone layer: the first block strides and projects, the rest keep the size."""
     block_cost = BLOCKS[block]
@@ -201,20 +213,42 @@ def count_flops(arch: ArchSpec, input_shape: tuple[int, int] = DEFAULT_INPUT_SHA
     size: Size = (int(input_shape[0]), int(input_shape[1]))
     gflops: dict[str, float] = {}
     params: dict[str, int] = {}
-    stem = mobilenet_stem if arch.block == "depthwise" else resnet_stem
-    flops, params["stem"], size = stem(size, arch.stem_width)
+    flops, params["stem"], size = stem_cost(arch.block, size, arch.stem_width)
     gflops["stem"] = flops / 1e9
     c_in = arch.stem_width
     sizes: list[Size] = []
     for i, (spec, c_out) in enumerate(zip(arch.stages, arch.stage_out_channels, strict=True)):
         name = f"c{i + 2}"
-        stride = 1 if i == 0 and arch.block != "depthwise" else 2  # MobileNet's stem does not pool
+        stride = stage_stride(arch.block, i)
         flops, params[name], size = stage(arch.block, size, c_in, spec.width, spec.depth, stride)
         gflops[name] = flops / 1e9
         sizes.append(size)
         c_in = c_out
+    _count_neck_head(arch, sizes, gflops, params)
+    return FlopsReport(gflops=gflops, params=params, input_shape=(int(input_shape[0]), int(input_shape[1])))
+
+
+def _count_neck_head(arch: ArchSpec, sizes: list[Size], gflops: dict[str, float], params: dict[str, int]) -> None:
+    """Fill in the neck's and the head's GFLOPs and parameters, given the C2..C5 output sizes."""
     flops, params["neck"] = pafpn(sizes[1:], list(arch.stage_out_channels[1:]), arch.neck.channels)
     gflops["neck"] = flops / 1e9
     flops, params["head"] = head_cost(sizes[1:], arch.neck.channels, arch.head)
     gflops["head"] = flops / 1e9
-    return FlopsReport(gflops=gflops, params=params, input_shape=(int(input_shape[0]), int(input_shape[1])))
+
+
+@functools.lru_cache(maxsize=64)
+def stage_sizes(block: str, input_shape: tuple[int, int]) -> list[Size]:
+    """Output sizes of C2..C5 at an input size (they depend on neither widths nor depths)."""
+    size = stem_cost(block, input_shape, WIDTH_STEP)[2]
+    sizes = []
+    for i in range(4):
+        size = stage(block, size, WIDTH_STEP, WIDTH_STEP, 1, stage_stride(block, i))[2]
+        sizes.append(size)
+    return sizes
+
+
+def recount_neck_head(report: FlopsReport, arch: ArchSpec) -> FlopsReport:
+    """count_flops of arch, given the report of an arch with the same backbone: only neck and head recounted."""
+    gflops, params = dict(report.gflops), dict(report.params)
+    _count_neck_head(arch, stage_sizes(arch.block, tuple(report.input_shape)), gflops, params)
+    return FlopsReport(gflops=gflops, params=params, input_shape=report.input_shape)

@@ -34,8 +34,6 @@ from scrfd_search.search.store import ExperimentStore, store_path
 from scrfd_search.space.search_space import SearchSpace
 
 INTERRUPTED_EXIT = 130
-STEP2_MIN_DRAWS = 1_000_000
-STEP2_DRAWS_PER_CANDIDATE = 100_000
 
 
 @dataclass(frozen=True)
@@ -106,13 +104,11 @@ def draw_candidates(
     from scrfd_search.space.sampler import sample_candidates
 
     accept = constraint.accept_fn if constraint is not None else None
+    # about one uniform draw in 200,000 meets the share ranges: the sampler draws among those that do
+    shares = constraint.ranges if constraint is not None else None
     if settings.searcher == "random":
-        # under the share constraint about one uniform draw in 20,000 qualifies (0.5 GF): allow for it
-        max_draws = max(STEP2_MIN_DRAWS, STEP2_DRAWS_PER_CANDIDATE * settings.trials) if accept else None
-        return sample_candidates(
-            space, settings.trials, settings.seed, accept=accept, max_draws=max_draws, progress=progress
-        )
-    sample_candidates(space, 1, settings.seed, accept=accept, confirm=False)
+        return sample_candidates(space, settings.trials, settings.seed, accept=accept, shares=shares, progress=progress)
+    sample_candidates(space, 1, settings.seed, accept=accept, shares=shares, confirm=False)
     return None
 
 

@@ -8,14 +8,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from scrfd_search.errors import UserError
-from scrfd_search.flops.report import FlopsReport
+from scrfd_search.flops.report import BACKBONE_COMPONENTS, FlopsReport
 from scrfd_search.space.arch import ArchSpec
-from scrfd_search.space.search_space import SearchSpace
+from scrfd_search.space.search_space import Backbone, NeckHead, SearchSpace
+from scrfd_search.space.share_guided import ShareGuide, ShareRanges
 
 AcceptFn = Callable[[ArchSpec, FlopsReport], bool]
 ProgressFn = Callable[["SamplingProgress"], None]
+BackboneDraw = Callable[[np.random.Generator], Backbone | None]
 DRAWS_PER_CANDIDATE = 2000
 MIN_DRAWS = 20000
+# share-guided draws all meet the ranges; some miss the budget or repeat an earlier candidate
+GUIDED_DRAWS_PER_CANDIDATE = 200
+GUIDED_MIN_DRAWS = 2000
 
 
 @dataclass(frozen=True)
@@ -61,34 +66,57 @@ def sample_candidates(
     confirm: bool = True,
     max_draws: int | None = None,
     progress: ProgressFn | None = None,
+    shares: ShareRanges | None = None,
 ) -> list[Candidate]:
-    """Draw n distinct architectures within the budget; closed-form prefilter, then fvcore confirmation."""
-    from scrfd_search.flops.analytic import count_flops
+    """Draw n distinct architectures within the budget; closed-form prefilter, then fvcore confirmation.
 
+    Each draw takes a backbone uniformly from the space; the backbone is kept when `accept` (which must
+    depend on the backbone alone, e.g. its stage shares) passes and at least one neck/head setting of the
+    space brings the detector inside the budget; then one of those settings is chosen uniformly. Step-1
+    spaces have a single neck/head setting, so this is plain rejection sampling there; in step 2 it
+    avoids rejecting a good backbone for an unlucky neck/head draw.
+
+    With `shares` (component -> [low, high] share of backbone GFLOPs, e.g. ShareConstraint.ranges) the
+    backbones come from share_guided.ShareGuide instead: about one uniform draw in 400,000 meets five
+    +-10% ranges, so it draws among the qualifying backbones directly (enumerated, or by rejection in
+    bulk with tabulated stage costs, whichever is fast), each with the probability the uniform draw
+    gives it: the candidates follow exactly the distribution of plain rejection sampling, without its
+    wait. Each is then checked like any draw (closed form: the ranges, `accept`, the budget). Then
+    `max_draws` counts these guided draws (default GUIDED_DRAWS_PER_CANDIDATE per candidate).
+    """
     if n < 1:
         raise UserError(f"--n: {n} must be at least 1")
     low, high = space.budget_range(budget_gflops)
     check_feasible(space, low, high)
     rng = np.random.default_rng(seed)
-    max_draws = max_draws or max(MIN_DRAWS, DRAWS_PER_CANDIDATE * n)
+    options = space.neck_head_options()
+    if shares is None:
+        draw_backbone: BackboneDraw = space.sample_backbone
+        check = accept
+        max_draws = max_draws or max(MIN_DRAWS, DRAWS_PER_CANDIDATE * n)
+    else:
+        check = _within_shares(shares, accept)
+        draw_backbone = _share_guide(space, shares, options, low, high).draw
+        max_draws = max_draws or max(GUIDED_MIN_DRAWS, GUIDED_DRAWS_PER_CANDIDATE * n)
+    constrained = check is not None
     seen: set[str] = set()
     found: list[Candidate] = []
     draws = in_budget = confirmed = rejected = 0
     while len(found) < n:
         if draws >= max_draws:
-            raise UserError(_exhausted_message(space, low, high, draws, len(found), n, accept is not None))
-        arch = space.sample_arch(rng)
+            raise UserError(_exhausted_message(space, low, high, draws, len(found), n, constrained))
+        backbone = draw_backbone(rng)
         draws += 1
-        key = arch.key()
-        if key in seen:
+        if backbone is None:
             continue
-        seen.add(key)
-        estimate = count_flops(arch, space.input_shape)
-        if not low <= estimate.total_gflops <= high:
+        fitting = _fitting_options(space, backbone, options, low, high, check)
+        if not fitting:
             continue
         in_budget += 1
-        if accept is not None and not accept(arch, estimate):
+        arch, estimate = fitting[int(rng.integers(len(fitting)))]
+        if arch.key() in seen:
             continue
+        seen.add(arch.key())
         report = estimate
         if confirm:
             report = _confirm(arch, space.input_shape)
@@ -100,6 +128,92 @@ def sample_candidates(
         if progress is not None:
             progress(SamplingProgress(draws, in_budget, len(found), n, confirmed, rejected))
     return found
+
+
+def _fitting_options(
+    space: SearchSpace,
+    backbone: Backbone,
+    options: list[NeckHead],
+    low: float,
+    high: float,
+    accept: AcceptFn | None,
+) -> list[tuple[ArchSpec, FlopsReport]]:
+    """The (arch, closed-form FLOPs) of every neck/head setting that puts this backbone in budget."""
+    from scrfd_search.flops.analytic import count_flops, recount_neck_head
+
+    cheapest = space.build(backbone, options[0])
+    cheapest_flops = count_flops(cheapest, space.input_shape)
+    if cheapest_flops.total_gflops > high:
+        return []
+    if accept is not None and not accept(cheapest, cheapest_flops):
+        return []
+    if len(options) > 1:
+        dearest = space.build(backbone, options[-1])
+        if recount_neck_head(cheapest_flops, dearest).total_gflops < low:
+            return []
+    fitting = []
+    for option in options:
+        arch = space.build(backbone, option)
+        flops = cheapest_flops if option == options[0] else recount_neck_head(cheapest_flops, arch)
+        if low <= flops.total_gflops <= high:
+            fitting.append((arch, flops))
+    return fitting
+
+
+def _share_guide(
+    space: SearchSpace, shares: ShareRanges, options: list[NeckHead], low: float, high: float
+) -> ShareGuide:
+    """The guided backbone draw for these ranges; fails at once when no backbone of the space meets them."""
+    guide = ShareGuide(space, shares, backbone_window(space, options, low, high))
+    if guide.empty:
+        ranges = ", ".join(f"{c} {100 * lo:.1f}-{100 * hi:.1f}%" for c, (lo, hi) in shares.items())
+        raise UserError(
+            f"{space.source}: no backbone of this space has its GFLOPs shares inside the constraint ({ranges}) "
+            f"and room for a neck/head within {low:.3f}-{high:.3f} GFLOPs: widen the share ranges or change the budget"
+        )
+    return guide
+
+
+def backbone_window(space: SearchSpace, options: list[NeckHead], low: float, high: float) -> tuple[float, float]:
+    """Backbone GFLOPs that leave room for some neck/head setting to land the detector in [low, high]."""
+    from scrfd_search.flops.analytic import count_flops
+
+    # the neck's laterals grow with the backbone's output channels: bound them with the narrowest and widest
+    narrowest, widest = (
+        Backbone(space.stem_width.min, tuple(r.min for r in space.depth), w) for w in _width_extremes(space)
+    )
+    cheapest = min(_neck_head_gflops(space, narrowest, o, count_flops) for o in options)
+    dearest = max(_neck_head_gflops(space, widest, o, count_flops) for o in options)
+    return low - dearest, high - cheapest
+
+
+def _width_extremes(space: SearchSpace) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The smallest and the largest sorted stage widths of the space."""
+    return tuple(sorted(r.min for r in space.width)), tuple(sorted(r.max for r in space.width))
+
+
+def _neck_head_gflops(space: SearchSpace, backbone: Backbone, option: NeckHead, count: Callable) -> float:
+    """GFLOPs of the neck and head of one setting on this backbone."""
+    report = count(space.build(backbone, option), space.input_shape)
+    return report.gflops["neck"] + report.gflops["head"]
+
+
+def _within_shares(shares: ShareRanges, accept: AcceptFn | None) -> AcceptFn:
+    """The exact check behind a share-guided draw: every backbone share in its range, then `accept`."""
+    unknown = set(shares) - set(BACKBONE_COMPONENTS)
+    if unknown:
+        raise ValueError(
+            f"shares: unknown backbone part {sorted(unknown)[0]!r} (expected {', '.join(BACKBONE_COMPONENTS)})"
+        )
+
+    def check(arch: ArchSpec, flops: FlopsReport) -> bool:
+        """Whether the shares fall in their ranges and accept (if any) passes."""
+        got = flops.backbone_shares()
+        if not all(lo <= got[c] <= hi for c, (lo, hi) in shares.items()):
+            return False
+        return accept is None or accept(arch, flops)
+
+    return check
 
 
 def check_feasible(space: SearchSpace, low: float, high: float) -> None:
@@ -125,8 +239,9 @@ def _exhausted_message(
     """Explain an infeasible or nearly infeasible request."""
     cheapest, dearest = reachable_gflops(space)
     extra = " and the share constraint" if constrained else ""
+    advice = ", ask for fewer candidates or widen the share ranges" if constrained else " or narrow the ranges"
     return (
         f"{space.source}: only {found} of {n} candidates found within {low:.3f}-{high:.3f} GFLOPs{extra} "
         f"after {draws} draws; the space reaches {cheapest:.3f}-{dearest:.3f} GFLOPs: "
-        f"move the budget toward the middle of that range or narrow the ranges"
+        f"move the budget toward the middle of that range{advice}"
     )
