@@ -109,7 +109,7 @@ def backbone_share_figure(view: StoreView) -> Drawn:
             _scatter_highlighted(ax, view, lambda t, c=comp: pct(backbone_shares(t)[c]), PALETTE[comp])
             ax.set_xlabel(f"{COMPONENT_LABELS[comp]} share (%)")
         axes[0].set_ylabel(AP_LABEL)
-        fig.legend(handles=_best_legend_handles("#777777"), loc="outside upper right", ncols=2)
+        fig.legend(handles=_best_legend_handles("#777777"), loc="outside lower right", ncols=2)
         fig.suptitle(f"{view.title}: hard AP vs share of backbone GFLOPs", x=0.0, ha="left")
         caption(fig, _counts_caption([view]))
     rows = []
@@ -164,7 +164,7 @@ def detector_share_figure(view: StoreView) -> Drawn:
             _scatter_highlighted(ax, view, lambda t, p=part: pct(detector_shares(t)[p]), PALETTE[part])
             ax.set_xlabel(f"{COMPONENT_LABELS[part]} share (%)")
         axes[0].set_ylabel(AP_LABEL)
-        fig.legend(handles=_best_legend_handles("#777777"), loc="outside upper right", ncols=2)
+        fig.legend(handles=_best_legend_handles("#777777"), loc="outside lower right", ncols=2)
         fig.suptitle(f"{view.title}: hard AP vs share of detector GFLOPs", x=0.0, ha="left")
         caption(fig, _counts_caption([view]))
     columns = (*TRIAL_COLUMNS, *(f"{p}_pct_of_detector" for p in DETECTOR_PARTS))
