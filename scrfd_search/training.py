@@ -278,6 +278,28 @@ def _read_history(work_dir: str | Path) -> list[dict[str, Any]]:
     return list(json.loads(path.read_text()).get("history", []))
 
 
+def entry_point_config(config: str, launcher: str, cfg_options: dict | None, work_dir: str | None) -> Any:
+    """tools/train.py and tools/test.py: the config file with mmdet's command-line overrides applied."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(config)  # runs the config's custom_imports
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = str(Path("work_dirs") / Path(config).stem)
+    return cfg
+
+
+def runner_from_config(cfg: Any) -> Runner:
+    """The Runner a config asks for (its runner_type, else mmengine's)."""
+    from mmengine.registry import RUNNERS
+
+    return RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+
+
 @contextlib.contextmanager
 def own_checkpoint_loading() -> Iterator[None]:
     """Let mmengine's torch.load read a full checkpoint that this project wrote itself.

@@ -209,3 +209,28 @@ def test_a_diverging_trial_is_recorded_as_error_and_the_search_goes_on(demo_data
     assert all("loss became NaN" in r.error or "loss became infinite" in r.error for r in rows), rows
     status = run_cli("status", "nan", "--results-dir", str(tmp_path))
     assert "0 of 2 done, 0 running, 2 failed" in status.stdout and "LossDivergedError" in status.stdout
+
+
+def test_launch_joins_a_running_ray_cluster_with_address(demo_data, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port for the cluster's head
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_bin = Path(sys.executable).parent / "ray"
+    head = [str(ray_bin), "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false"]
+    subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+    started = subprocess.run(head, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        # since Ray 2.59 a head started while ~/.ray/auth_token exists requires the token from drivers
+        done = run_cli(
+            "launch", "--space", str(STEP1_SPACE), "--name", "joined", "--trials", "2", "--epochs", "1",
+            "--data", str(demo_data), "--results-dir", str(tmp_path), "--address", f"127.0.0.1:{port}", *TINY,
+        )  # fmt: skip
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = ExperimentStore(tmp_path / "joined")
+    assert store.read_experiment()["address"] == f"127.0.0.1:{port}"
+    assert [r.state for r in store.read_trials()] == ["TERMINATED", "TERMINATED"]

@@ -36,28 +36,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Build the Runner with the checkpoint loaded and run the test loop."""
     args = parse_args(argv)
-    from mmengine.config import Config
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
     from scrfd_search.detector import register_modules
-    from scrfd_search.training import own_checkpoint_loading
+    from scrfd_search.training import entry_point_config, own_checkpoint_loading, runner_from_config
 
     if not Path(args.checkpoint).is_file():
         print(f"tools/test.py: error: {args.checkpoint}: no such checkpoint file", file=sys.stderr)
         return 2
     register_modules()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = str(Path("work_dirs") / Path(args.config).stem)
+    cfg = entry_point_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
-    runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+    runner = runner_from_config(cfg)
     with own_checkpoint_loading():  # mmengine's torch.load of its own checkpoints (see there)
         metrics = runner.test()
     for key, value in sorted((metrics or {}).items()):

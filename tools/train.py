@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,16 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_config(args: argparse.Namespace):
     """Read the config, apply the command-line overrides and settle the work dir, AMP and resume."""
-    from mmengine.config import Config
+    from scrfd_search.training import entry_point_config
 
-    cfg = Config.fromfile(args.config)  # runs the config's custom_imports
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = str(Path("work_dirs") / Path(args.config).stem)
+    cfg = entry_point_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     if args.amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
@@ -71,15 +63,12 @@ def load_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Build the Runner from the config and train."""
     args = parse_args(argv)
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
     from scrfd_search.detector import register_modules
-    from scrfd_search.training import own_checkpoint_loading
+    from scrfd_search.training import own_checkpoint_loading, runner_from_config
 
     register_modules()
     cfg = load_config(args)
-    runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+    runner = runner_from_config(cfg)
     with own_checkpoint_loading():  # mmengine's torch.load of its own checkpoints (see there)
         runner.train()
     return 0

@@ -12,9 +12,11 @@ Layout of results/NAME/ (the driver is its only writer):
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError
@@ -151,6 +153,23 @@ def init_ray(address: str | None) -> None:
         raise UserError(f"--address {address}: cannot join a Ray cluster there ({reason})") from None
 
 
+def send_ray_auth_token() -> None:
+    """Make this driver present Ray's auth token, when one exists and no auth mode was chosen.
+
+    Ray reads the mode when it is imported: call this before the first `import ray`.
+
+    Since Ray 2.59 `ray start --head` turns token authentication on by itself when a token exists
+    (~/.ray/auth_token), but ray.init(address=...) sends it only with RAY_AUTH_MODE=token: without it
+    joining such a cluster fails with InvalidAuthToken. Measured with Ray 2.60: token mode also joins a
+    cluster started with RAY_AUTH_MODE=disabled, so turning it on is safe.
+    """
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def settings_for_cluster(settings: SearchSettings) -> SearchSettings:
     """After joining a cluster: check one trial fits its largest node and fill in the defaults."""
     import ray
@@ -259,6 +278,8 @@ def build_tuner(prepared: PreparedSearch, quiet: bool) -> Any:
 
 def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
     """Run a new search to the end (or until interrupted); returns the exit status."""
+    if settings.address is not None:
+        send_ray_auth_token()
     prepared = prepare(settings)
     if prepared.settings.address is not None:  # join first: a wrong address fails before any sampling
         init_ray(prepared.settings.address)
@@ -283,10 +304,12 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
 
 def resume(name: str, results_dir: str | None = None, *, quiet: bool = False) -> int:
     """Continue an interrupted search: finished and errored trials are kept, unfinished ones continue."""
-    from ray import tune
-
     store = ExperimentStore(store_path(name, results_dir)).require()
     settings = SearchSettings.from_dict(store.read_experiment(), str(store.experiment_file))
+    if settings.address is not None:
+        send_ray_auth_token()
+    from ray import tune
+
     check_data_root(settings.data_root)
     if not settings.ray_experiment.is_dir() or not tune.Tuner.can_restore(str(settings.ray_experiment)):
         raise UserError(
