@@ -106,7 +106,7 @@ def draw_candidates(
     from scrfd_search.space.sampler import sample_candidates
 
     accept = constraint.accept_fn if constraint is not None else None
-    # about one uniform draw in 200,000 meets the share ranges: the sampler draws among those that do
+    # few uniform draws meet the share ranges: the sampler draws among those that do (see sample_candidates)
     shares = constraint.ranges if constraint is not None else None
     if settings.searcher == "random":
         return sample_candidates(space, settings.trials, settings.seed, accept=accept, shares=shares, progress=progress)
