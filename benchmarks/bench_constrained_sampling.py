@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from scrfd_search.flops.analytic import count_flops
+from scrfd_search.sampling.sampler import backbone_window, sample_candidates
+from scrfd_search.sampling.share_guided import ShareGuide
 from scrfd_search.search.constraint import derive_constraint
 from scrfd_search.search.store import TrialRecord
 from scrfd_search.space.published import PUBLISHED
-from scrfd_search.space.sampler import backbone_window, sample_candidates
 from scrfd_search.space.search_space import SearchSpace
-from scrfd_search.space.share_guided import ShareGuide
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 PUBLISHED_BY_REGIME = {"0.5": "scrfd_500m", "2.5": "scrfd_2.5g", "10": "scrfd_10g", "34": "scrfd_34g"}

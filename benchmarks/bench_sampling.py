@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from scrfd_search.config_builder import build_model
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops
-from scrfd_search.space.sampler import sample_candidates
+from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -59,7 +60,7 @@ def fvcore_only(space: SearchSpace, n: int, seed: int, cap: float, acceptance: f
             continue
         seen.add(arch.key())
         draws += 1
-        found += low <= measure_flops(arch, space.input_shape).total_gflops <= high
+        found += low <= measure_flops(build_model(arch, init_weights=False), space.input_shape).total_gflops <= high
     elapsed = time.perf_counter() - start
     if found >= n:
         return elapsed, False

@@ -31,7 +31,8 @@ def fvcore_times(threads: int | None, repeats: int = 3) -> None:
     """Build and trace time of each published architecture at 640x480 (best of repeats)."""
     import torch
 
-    from scrfd_search.flops.measure import _build_detector, measure_flops_timed
+    from scrfd_search.config_builder import build_model
+    from scrfd_search.flops.measure import measure_flops_timed
 
     print(f"fvcore, {threads or torch.get_num_threads()} torch thread(s):")
     for name, arch in PUBLISHED.items():
@@ -39,7 +40,7 @@ def fvcore_times(threads: int | None, repeats: int = 3) -> None:
         for _ in range(repeats):
             start = time.perf_counter()
             with torch.no_grad():
-                model = _build_detector(arch)
+                model = build_model(arch, init_weights=False)
             builds.append(time.perf_counter() - start)
             report, seconds = measure_flops_timed(model, threads=threads)
             traces.append(seconds)

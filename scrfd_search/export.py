@@ -1,38 +1,36 @@
 """Export searched architectures: a full-schedule mmdet config, the ArchSpec, its FLOPs, search metrics, ONNX.
 
 One folder per exported model, named `<rank>_<trial id>` (or the ArchSpec file's stem):
-  <stem>.py        mmdet 3.x config: SCRFD's 640-epoch schedule on WIDER FACE with large-crop sample
-                   redistribution and the WIDER FACE metric; mmdet's tools/train.py (or ours) takes it as is
+  <stem>.py        a short mmdet 3.x config over the export's _base_/ files (written once, at the top):
+                   SCRFD's 640-epoch schedule on WIDER FACE with large-crop sample redistribution and
+                   the WIDER FACE metric; mmdet's tools/train.py (or ours) takes it as is
   <stem>.json      the ArchSpec (beside the config, so `scrfd-search flops <stem>.py` finds it)
   flops.json       GFLOPs and parameters per component (stem, C2-C5, neck, head) and the shares
   metrics.json     what the search measured (trial id, easy/medium/hard AP, epochs, experiment, step)
   <stem>.onnx      with --onnx: backbone -> neck -> head, raw per-stride outputs, dynamic H and W
   onnx.json        with --onnx: inputs, outputs, preprocessing, where the weights came from, self-check
 plus export.json listing them. Everything is written into a temporary folder beside the destination and
-renamed into place at the end, so an export is either complete or absent.
+renamed into place at the end (io_utils.staged_folder), so an export is either complete or absent.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scrfd_search.config_builder import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISOR, build_model
+from scrfd_search.config_writer import WIDERFACE_DATA_ROOT, full_config, merged_bases, write_bases, write_child
 from scrfd_search.errors import UserError
+from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import FlopsReport
-from scrfd_search.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from scrfd_search.io_utils import atomic_write_bytes, atomic_write_json, staged_folder
 from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
 from scrfd_search.space.arch import ArchSpec
 
-WIDERFACE_DATA_ROOT = "data/widerface"
-GT_SUBDIR = "wider_face_split"  # where wider_face_val.mat and wider_{easy,medium,hard}_val.mat live
-LARGE_MODEL_GFLOPS = 20.0  # the reference trains its 34GF model with lr 0.02, the smaller ones with 0.01
 ONNX_OPSET = 17  # supported by the TorchScript exporter of torch 2.13 and by current runtimes
 ONNX_CHECK_SIZES = ((640, 640), (480, 640))  # (H, W) the export is verified at against PyTorch
 ONNX_TOLERANCE = 1e-4
@@ -124,8 +122,6 @@ def items_from_experiment(
 
 def item_from_arch(path: str | os.PathLike) -> ExportItem:
     """One ArchSpec JSON file as an export item, written straight into the export folder (no search metrics)."""
-    from scrfd_search.flops.analytic import count_flops
-
     path = Path(path)
     arch = ArchSpec.load(path)
     stem = safe_name(path.stem)
@@ -133,44 +129,6 @@ def item_from_arch(path: str | os.PathLike) -> ExportItem:
 
 
 # ------------------------------------------------------------------ the config
-
-
-def widerface_data(data_root: str = WIDERFACE_DATA_ROOT) -> Any:
-    """Real WIDER FACE in the official layout: 640x640 large-crop training, metric ground truth beside it."""
-    from scrfd_search.data.pipelines import LARGE_CROPS
-    from scrfd_search.detector import DataSettings
-
-    if not data_root.strip():
-        raise UserError("--data-root: empty (expected the WIDER FACE folder, e.g. data/widerface)")
-    root = data_root.rstrip("/") or "/"
-    return DataSettings(data_root=root, gt_dir=f"{root}/{GT_SUBDIR}", layout="wider", crop_choice=LARGE_CROPS)
-
-
-def full_config(item: ExportItem, data_root: str = WIDERFACE_DATA_ROOT) -> dict[str, Any]:
-    """The full-schedule training config dict for an item."""
-    from scrfd_search.detector import Schedule, build_config
-
-    lr = 0.02 if item.flops.total_gflops > LARGE_MODEL_GFLOPS else 0.01
-    return build_config(
-        item.arch, data=widerface_data(data_root), schedule=Schedule.full(lr=lr), work_dir=f"work_dirs/{item.stem}"
-    )
-
-
-def config_text(cfg: dict[str, Any], header: str) -> str:
-    """The config as mmengine writes Python config files, after a comment header."""
-    from mmengine.config import Config
-
-    comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
-    return comment + Config(cfg).pretty_text
-
-
-def check_config_file(path: Path, arch: ArchSpec) -> None:
-    """Read the written config back with mmengine and check it describes arch (fail before publishing)."""
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(str(path), import_custom_modules=False)
-    if ArchSpec.from_dict(cfg.to_dict()["scrfd_arch"], str(path)) != arch:
-        raise RuntimeError(f"{path}: the written config does not round-trip to its ArchSpec")
 
 
 def _header(item: ExportItem, data_root: str) -> str:
@@ -221,17 +179,8 @@ def raw_head_module(detector: Any) -> Any:
 def load_detector(arch: ArchSpec, checkpoint: Path | None) -> Any:
     """The detector for arch, with the checkpoint's weights when one is given (else freshly initialised)."""
     import torch
-    from mmengine.logging import MMLogger
 
-    from scrfd_search.detector import build_model
-
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # init_weights logs every parameter's initialiser at INFO
-    try:
-        model = build_model(arch)
-    finally:
-        logger.setLevel(level)
+    model = build_model(arch)
     if checkpoint is not None:
         # weights_only=False: mmengine checkpoints also pickle the message hub's history; these files are
         # the search's own output, not downloads.
@@ -296,8 +245,6 @@ def onnx_max_difference(module: Any, onnx_bytes: bytes, sizes: tuple[tuple[int, 
 
 def onnx_note(item: ExportItem, max_diff: float) -> dict[str, Any]:
     """What onnx.json says: the tensors, the preprocessing, the weights' origin, the self-check."""
-    from scrfd_search.detector import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISOR
-
     return {
         "file": f"{item.stem}.onnx",
         "opset": ONNX_OPSET,
@@ -350,12 +297,13 @@ def _relative(item: ExportItem, file_name: str) -> str:
     return f"{item.folder}/{file_name}" if item.folder else file_name
 
 
-def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) -> dict[str, Any]:
-    """Every file of one exported model into folder; its entry for export.json."""
-    config_path = folder / f"{item.stem}.py"
-    atomic_write_text(config_path, config_text(full_config(item, data_root), _header(item, data_root)))
-    check_config_file(config_path, item.arch)
-    atomic_write_text(folder / f"{item.stem}.json", item.arch.to_json())
+def write_item(
+    item: ExportItem, folder: Path, data_root: str, with_onnx: bool, bases: dict[str, Any]
+) -> dict[str, Any]:
+    """Every file of one exported model into folder (its config over the export's _base_/); its export.json entry."""
+    cfg = full_config(item.arch, data_root, work_dir=f"work_dirs/{item.stem}")
+    base_dir = "../_base_" if item.folder else "_base_"
+    write_child(folder / f"{item.stem}.py", item.arch, cfg, _header(item, data_root), base_dir, bases)
     atomic_write_json(folder / "flops.json", flops_summary(item))
     entry: dict[str, Any] = {
         "folder": item.folder or ".",
@@ -371,17 +319,6 @@ def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) 
         note = write_onnx(item, folder)
         entry |= {"onnx": _relative(item, note["file"]), "onnx_freshly_initialised": note["freshly_initialised"]}
     return entry
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move the finished staging folder to out, replacing an old export in one rename."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-    os.replace(out, trash / out.name)
-    os.replace(staging, out)
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def check_destination(out: Path, force: bool) -> None:
@@ -408,17 +345,12 @@ def write_export(
     """Write every item into out (built beside it, then renamed into place); the export.json contents."""
     out = Path(out).expanduser().absolute()
     check_destination(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
-    try:
-        entries = [write_item(item, staging / item.folder, data_root, with_onnx) for item in items]
+    with staged_folder(out) as staging:
+        write_bases(staging)
+        bases = merged_bases()
+        entries = [write_item(item, staging / item.folder, data_root, with_onnx, bases) for item in items]
         index = {"source": source or {}, "data_root": data_root, "onnx": with_onnx, "models": entries}
         atomic_write_json(staging / INDEX_FILE, index)
-        staging.chmod(0o755)  # mkdtemp makes it private; an export is ordinary output
-        _publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return index
 
 

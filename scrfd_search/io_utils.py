@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +40,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write obj as indented, key-sorted JSON atomically (byte-stable for equal objects)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """A new folder beside out to fill; it replaces out when the block ends well, else it is removed.
+
+    Whatever out held before is kept until the new folder is complete, so a folder of results is
+    always either the old one or the whole new one, never a mix.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
+    try:
+        yield staging
+        staging.chmod(0o777 & ~_UMASK)  # mkdtemp makes it private; results are meant to be shared
+        _replace_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Put new where out is: a rename, with an existing out moved aside first and then deleted."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    os.replace(out, trash / out.name)
+    os.replace(new, out)
+    shutil.rmtree(trash, ignore_errors=True)

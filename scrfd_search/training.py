@@ -1,6 +1,6 @@
 """Train one candidate detector with mmengine's Runner and write `<work_dir>/result.json`.
 
-The config comes from `scrfd_search.detector.build_config` (SCRFD's recipe); this module adds what a
+The config comes from `scrfd_search.config_builder.build_config` (SCRFD's recipe); this module adds what a
 search trial needs around it: a hook that reports every validation, stops on a NaN/inf loss and
 prints one progress line per epoch; a device choice mmengine does not offer (CPU while a GPU is
 visible); epoch checkpoints for resuming; and the final result file.
@@ -25,15 +25,17 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner, find_latest_checkpoint
 
-from scrfd_search.detector import DataSettings, Schedule, build_config
+from scrfd_search.config_builder import DataSettings, Schedule, build_config, import_config_modules
+from scrfd_search.data.annotations import parse_retinaface_txt, parse_wider_txt
+from scrfd_search.data.pipelines import dataset_config
 from scrfd_search.errors import UserError
+from scrfd_search.evaluation.ground_truth import FACES_FILE, SUBSET_FILES, SUBSETS
 from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.space.arch import ArchSpec
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "validation_history.json"
 CANDIDATE_FILE = "candidate.json"
-SUBSETS = ("easy", "medium", "hard")
 DEVICES = ("auto", "cpu", "cuda")
 REFERENCE_WARMUP_ITERS = 1500
 
@@ -87,9 +89,6 @@ def resolve_device(device: str) -> str:
 
 def check_data(data: DataSettings) -> None:
     """Raise UserError naming the first missing piece: data folder, annotation file, image folder, gt file."""
-    from scrfd_search.data.pipelines import dataset_config
-    from scrfd_search.evaluation.ground_truth import FACES_FILE, SUBSET_FILES
-
     root = Path(data.data_root)
     if not root.is_dir():
         raise UserError(f"{root}: data folder not found (expected the WIDER FACE layout: WIDER_train/, ...)")
@@ -114,9 +113,6 @@ def warmup_iters_for(data: DataSettings, epochs: int, reference: int = REFERENCE
 
     Short runs on small data (search trials, demo sets) would otherwise spend most of their steps warming up.
     """
-    from scrfd_search.data.annotations import parse_retinaface_txt, parse_wider_txt
-    from scrfd_search.data.pipelines import dataset_config
-
     ann = data.train_ann or dataset_config(data.data_root, split="train", layout=data.layout)["ann_file"]
     parse = parse_wider_txt if data.layout == "wider" else parse_retinaface_txt
     images = len(parse(Path(data.data_root) / ann))
@@ -365,12 +361,11 @@ def candidate_config(
     schedule: Schedule,
     work_dir: Path,
     *,
-    device: str,
     seed: int,
     resume: bool,
 ) -> dict[str, Any]:
     """build_config's dict, with epoch checkpoints for resuming and a unique experiment name."""
-    cfg = build_config(arch, data=data, schedule=schedule, work_dir=str(work_dir), seed=seed, device=device)
+    cfg = build_config(arch, data=data, schedule=schedule, work_dir=str(work_dir), seed=seed)
     if schedule.checkpoint_interval is None:
         # search runs: a checkpoint every epoch (only the latest kept) so a stopped trial resumes where it was
         cfg["default_hooks"]["checkpoint"].update(interval=1, max_keep_ckpts=1, save_last=True)
@@ -379,18 +374,6 @@ def candidate_config(
     # mmengine keys its global logger and message hub by name; two runs within one second must not share
     cfg["experiment_name"] = f"{work_dir.name}_{uuid.uuid4().hex[:8]}"
     return cfg
-
-
-def _import_custom_modules(cfg: dict[str, Any]) -> None:
-    """Register mmdet's modules and the config's custom_imports (Config.fromfile would do this)."""
-    from mmengine.utils import import_modules_from_strings
-
-    from scrfd_search.detector import register_modules
-
-    register_modules()
-    imports = cfg.get("custom_imports")
-    if imports:
-        import_modules_from_strings(**imports)
 
 
 def _close_logs(runner: Runner) -> None:
@@ -459,8 +442,8 @@ def train_candidate(
     run_info = {"arch": arch.to_dict(), "epochs": schedule.epochs, "img_size": data.img_size}
     if resume:
         _check_same_candidate(work_dir, run_info)
-    cfg = candidate_config(arch, data, schedule, work_dir, device=device, seed=seed, resume=resume)
-    _import_custom_modules(cfg)
+    cfg = candidate_config(arch, data, schedule, work_dir, seed=seed, resume=resume)
+    import_config_modules(cfg)
     from mmengine.config import Config
 
     atomic_write_json(work_dir / CANDIDATE_FILE, run_info)

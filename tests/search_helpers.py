@@ -17,7 +17,7 @@ STEP2_SPACE = REPO / "search_spaces" / "scrfd_0.5gf_step2.yaml"
 
 def in_budget_archs(space: SearchSpace, n: int, seed: int) -> list:
     """n distinct architectures of the space inside its budget (closed-form FLOPs, no fvcore)."""
-    from scrfd_search.space.sampler import sample_candidates
+    from scrfd_search.sampling.sampler import sample_candidates
 
     return [c.arch for c in sample_candidates(space, n, seed, confirm=False)]
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmengine.config import Config
 
 from scrfd_search.cli import main
+from scrfd_search.config_builder import model_config
 from scrfd_search.errors import UserError
 from scrfd_search.export import export_experiment, onnx_output_names
 from scrfd_search.flops.analytic import count_flops
@@ -57,10 +59,8 @@ def experiment(tmp_path: Path) -> tuple[Path, list[TrialRecord]]:
     return tmp_path / "results", trials
 
 
-def load_config(path: Path):
+def load_config(path: Path) -> Config:
     """An exported config, read the way mmdet's tools/train.py reads it."""
-    from mmengine.config import Config
-
     return Config.fromfile(str(path))
 
 
@@ -87,12 +87,12 @@ def test_export_top_k_writes_loadable_full_schedule_configs(experiment: tuple[Pa
 
         cfg = load_config(folder / f"{stem}.py")
         assert cfg.train_cfg.max_epochs == 640
-        assert cfg.train_dataloader.dataset.data_root == "data/widerface"
+        assert cfg.train_dataloader.dataset.data_root == "data/widerface/"
         assert cfg.val_evaluator.type == "WiderFaceMetric"
         crop = [s for s in cfg.train_dataloader.dataset.pipeline if s.type == "RandomSquareCrop"]
         assert [list(s.crop_choice) for s in crop] == [LARGE_CROPS]
         assert "scrfd_search.models" in cfg.custom_imports.imports
-        assert ArchSpec.from_dict(cfg.to_dict()["scrfd_arch"]) == trial.arch
+        assert cfg.model.to_dict() == Config(dict(model=model_config(trial.arch))).model.to_dict()
     assert not (out / "03_d").exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "staging folders left behind"
 
@@ -100,13 +100,14 @@ def test_export_top_k_writes_loadable_full_schedule_configs(experiment: tuple[Pa
 def test_exported_config_builds_the_architecture(tmp_path: Path) -> None:
     from mmdet.registry import MODELS
 
-    from scrfd_search.detector import register_modules
+    from scrfd_search.config_builder import register_modules
     from scrfd_search.flops.measure import measure_flops
 
     arch = small_arch(np.random.default_rng(3))
     (tmp_path / "arch.json").write_text(arch.to_json())
     assert main(["export", "--arch", str(tmp_path / "arch.json"), "--out", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "_base_",
         "arch.json",
         "arch.py",
         "export.json",
@@ -141,7 +142,7 @@ def test_failed_export_leaves_nothing(experiment: tuple[Path, list[TrialRecord]]
     """The second model's checkpoint does not fit its architecture: no half export may remain."""
     import torch
 
-    from scrfd_search.detector import build_model
+    from scrfd_search.config_builder import build_model
 
     results, trials = experiment
     store = ExperimentStore(results / "exp")
@@ -191,7 +192,7 @@ def onnx_vs_torch(onnx_path: Path, arch: ArchSpec, checkpoint: Path | None, size
 def test_onnx_from_checkpoint_matches_pytorch(experiment: tuple[Path, list[TrialRecord]]) -> None:
     import torch
 
-    from scrfd_search.detector import build_model
+    from scrfd_search.config_builder import build_model
 
     results, trials = experiment
     best = trials[1]

@@ -10,7 +10,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_overlaps
 from mmengine.structures import InstanceData
 
-from scrfd_search.detector import build_model
+from scrfd_search.config_builder import build_model
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 
 
@@ -111,7 +111,7 @@ def test_backbone_stages_have_arch_channels_and_strides(built):
 
 
 def test_named_components_exist(built):
-    # The FLOPs split relies on these module names (STRUCTURE.md).
+    # The FLOPs split by component relies on these module names (flops/measure.py COMPONENT_MODULES).
     _, model = built
     names = {n for n, _ in model.named_children()} | {f"backbone.{n}" for n, _ in model.backbone.named_children()}
     assert {"backbone", "neck", "bbox_head"} <= names

@@ -12,13 +12,13 @@ from search_helpers import step1_rows
 
 from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops, recount_neck_head
+from scrfd_search.sampling.sampler import sample_candidates
+from scrfd_search.sampling.share_guided import ShareGuide
 from scrfd_search.search.constraint import ShareConstraint, derive_constraint
 from scrfd_search.search.orchestrate import draw_candidates
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.space.published import PUBLISHED
-from scrfd_search.space.sampler import sample_candidates
 from scrfd_search.space.search_space import Backbone, SearchSpace
-from scrfd_search.space.share_guided import ShareGuide
 
 
 def published_ranges(name: str, relative: float) -> dict[str, tuple[float, float]]:

@@ -8,8 +8,8 @@ from search_helpers import STEP2_SPACE, make_store, step1_rows
 
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import BACKBONE_COMPONENTS
+from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.constraint import ShareConstraint, constraint_from_store, derive_constraint
-from scrfd_search.space.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace
 
 

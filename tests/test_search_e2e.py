@@ -18,11 +18,11 @@ import pytest
 from search_helpers import STEP1_SPACE, STEP2_SPACE
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.checks import local_cpus
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.search.store import ExperimentStore
 from scrfd_search.search.trial import read_events
-from scrfd_search.space.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace
 
 pytestmark = pytest.mark.slow

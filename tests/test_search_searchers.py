@@ -6,11 +6,11 @@ import optuna
 from search_helpers import STEP1_SPACE, STEP2_SPACE, step1_rows
 
 from scrfd_search.flops.analytic import count_flops
-from scrfd_search.search.budget_fit import fit_neck_head
+from scrfd_search.sampling.budget_fit import fit_neck_head
+from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.constraint import derive_constraint
 from scrfd_search.search.searchers import BudgetedOptunaSearch, CandidateSearcher, candidate_configs
 from scrfd_search.space.arch import ArchSpec
-from scrfd_search.space.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace
 
 

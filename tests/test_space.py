@@ -11,8 +11,8 @@ import yaml
 from scrfd_search.cli import main
 from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
+from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.space.published import PUBLISHED
-from scrfd_search.space.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace, SpaceError
 
 REGIMES = ("0.5", "2.5", "10", "34")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from scrfd_search.cli import main
+from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-from scrfd_search.detector import DataSettings, Schedule
 from scrfd_search.errors import UserError
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.training import (

@@ -14,7 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scrfd_search.data.pipelines import LARGE_CROPS, SMALL_CROPS, dataset_config
+from scrfd_search.data.stats import collect_stats, format_table, plot_png
 from scrfd_search.errors import UserError
+from scrfd_search.io_utils import atomic_write_bytes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +58,7 @@ def sample_infos(args: argparse.Namespace) -> tuple[list[dict], int]:
     """Build the split's dataset (as training filters it) and pick a seeded sample of data_infos."""
     import numpy as np
 
-    from scrfd_search.data.datasets import RetinaFaceDataset, WiderFaceDataset
-    from scrfd_search.data.pipelines import dataset_config
+    from scrfd_search.data.datasets import RetinaFaceDataset, WiderFaceDataset  # mmdet: only once needed
 
     layout = detect_layout(Path(args.data), args.split)
     cfg = dataset_config(args.data, args.split, args.img_size, layout=layout)
@@ -79,10 +81,6 @@ def sample_infos(args: argparse.Namespace) -> tuple[list[dict], int]:
 def run(args: argparse.Namespace) -> int:
     """Collect the statistics for both crop lists, print the table, optionally write the figure."""
     validate(args)
-    from scrfd_search.data.pipelines import LARGE_CROPS, SMALL_CROPS
-    from scrfd_search.data.stats import collect_stats, format_table, plot_png
-    from scrfd_search.io_utils import atomic_write_bytes
-
     infos, total = sample_infos(args)
     columns = {
         f"small crops {SMALL_CROPS[0]}-{SMALL_CROPS[-1]}": collect_stats(infos, args.img_size, SMALL_CROPS, args.seed),

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from scrfd_search.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare --out, --train, --val, --seed, the image and face sizes, and --force."""
@@ -34,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the data set and print what was written."""
-    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-    from scrfd_search.errors import UserError
+    from scrfd_search.data.demo import DemoConfig, write_demo_dataset  # cv2/scipy: keeps --help fast
 
     if not 32 <= args.min_width <= args.max_width:
         raise UserError(f"--min-width/--max-width: {args.min_width}..{args.max_width} is not a range of at least 32 px")

@@ -13,6 +13,8 @@ import json
 import math
 import sys
 
+from scrfd_search.evaluation import SUBSETS, evaluate, load_ground_truth, read_predictions
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare --pred, --gt and --json."""
@@ -30,8 +32,6 @@ def _json_number(value: float) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the ground truth and the predictions, evaluate, print the APs."""
-    from scrfd_search.evaluation import SUBSETS, evaluate, load_ground_truth, read_predictions
-
     gt = load_ground_truth(args.gt)
     predictions = read_predictions(args.pred, gt, log_missing=False)
     result = evaluate(gt, predictions)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scrfd_search.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
@@ -41,11 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and list what was written."""
-    from scrfd_search.errors import UserError
-
     if (args.name is None) == (args.arch is None):
         raise UserError("expected either an experiment NAME or --arch ARCH.json (exactly one)")
-    from scrfd_search.export import export_arch, export_experiment
+    from scrfd_search.export import export_arch, export_experiment  # torch/mmdet: keeps --help fast
 
     if args.arch is not None:
         out, index = export_arch(args.arch, args.out, data_root=args.data_root, with_onnx=args.onnx, force=args.force)

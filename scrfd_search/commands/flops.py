@@ -14,7 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scrfd_search.config_builder import build_model
 from scrfd_search.errors import UserError
+from scrfd_search.flops.analytic import count_flops
+from scrfd_search.flops.measure import measure_flops_timed
 from scrfd_search.flops.report import COMPONENTS, DEFAULT_INPUT_SHAPE, FlopsReport
 from scrfd_search.space.arch import ArchSpec
 
@@ -74,8 +77,6 @@ def _measure_config(path: Path, input_shape: tuple[int, int]) -> tuple[FlopsRepo
     from mmengine.registry import init_default_scope
     from mmengine.utils import import_modules_from_strings
 
-    from scrfd_search.flops.measure import measure_flops_timed
-
     cfg = _load_config(path)
     if "model" not in cfg:
         raise UserError(f"{path}: the config has no 'model' entry (expected an mmdet detector config)")
@@ -129,16 +130,12 @@ def run(args: argparse.Namespace) -> int:
     if arch is None and args.analytic:
         raise UserError(f"{path}: --analytic needs an ArchSpec (no {path.stem}.json beside it, no scrfd_arch entry)")
     if args.analytic:
-        from scrfd_search.flops.analytic import count_flops
-
         report, source = count_flops(arch, input_shape), "closed-form count (fvcore convention)"
     else:
         if arch is None:
             report, seconds = _measure_config(path, input_shape)
         else:
-            from scrfd_search.flops.measure import measure_flops_timed
-
-            report, seconds = measure_flops_timed(arch, input_shape)
+            report, seconds = measure_flops_timed(build_model(arch, init_weights=False), input_shape)
         source = f"measured with fvcore (trace {seconds:.2f} s)"
     print(json.dumps(report.to_dict(), indent=2, sort_keys=True) if args.json else format_table(report, source))
     return 0

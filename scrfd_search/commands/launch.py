@@ -16,6 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scrfd_search.search.orchestrate import launch
+from scrfd_search.search.settings import SearchSettings
+from scrfd_search.search.store import store_path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `scrfd-search launch`."""
@@ -45,10 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then run the search to its end."""
-    from scrfd_search.search.orchestrate import launch
-    from scrfd_search.search.settings import SearchSettings
-    from scrfd_search.search.store import store_path
-
     path = store_path(args.name, args.results_dir)
     settings = SearchSettings(
         name=args.name,

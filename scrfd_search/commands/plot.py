@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Draw and list the files written."""
-    from scrfd_search.plots import parse_formats, plot_experiments
+    from scrfd_search.plots import parse_formats, plot_experiments  # matplotlib: keeps --help fast
 
     formats = parse_formats(args.format)
     written = plot_experiments(args.names, args.out, formats, args.results_dir)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scrfd_search.search.orchestrate import resume
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `scrfd-search resume`."""
@@ -20,6 +22,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Restore the Tuner and run it to the end."""
-    from scrfd_search.search.orchestrate import resume
-
     return resume(args.name, args.results_dir, quiet=args.quiet)

@@ -9,12 +9,14 @@ FLOPs and parameters by component). The same seed gives the same files, byte for
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from scrfd_search.errors import UserError
+from scrfd_search.flops.report import COMPONENTS
+from scrfd_search.io_utils import atomic_write_json, atomic_write_text, staged_folder
+from scrfd_search.sampling.sampler import sample_candidates
+from scrfd_search.space.search_space import SearchSpace
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,9 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Sample, print the table, and write the folder atomically."""
-    from scrfd_search.space.sampler import sample_candidates
-    from scrfd_search.space.search_space import SearchSpace
-
     space = SearchSpace.load(args.space)
     if args.budget is not None and args.budget <= 0:
         raise UserError(f"--budget: {args.budget} must be a positive number of GFLOPs")
@@ -69,8 +68,6 @@ def _print_progress(p) -> None:
 
 def format_table(candidates) -> str:
     """A text table: one row per candidate with depths, widths, GFLOPs by component and params."""
-    from scrfd_search.flops.report import COMPONENTS
-
     head = f"{'#':>4} {'stem':>4} {'depths':>12} {'widths':>16} {'neck':>4} {'head':>7} " + " ".join(
         f"{c:>6}" for c in COMPONENTS
     )
@@ -89,11 +86,7 @@ def format_table(candidates) -> str:
 
 def write_candidates(candidates, out: Path, space, budget: float, seed: int) -> None:
     """Write every candidate into a temporary folder, then move it into place as a whole."""
-    from scrfd_search.io_utils import atomic_write_json, atomic_write_text
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         rows = []
         for i, c in enumerate(candidates):
             name = f"arch_{i:04d}.json"
@@ -101,9 +94,3 @@ def write_candidates(candidates, out: Path, space, budget: float, seed: int) -> 
             rows.append({"id": i, "file": name, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()})
         summary = {"space": space.to_dict(), "budget_gflops": budget, "seed": seed, "candidates": rows}
         atomic_write_json(tmp / "candidates.json", summary)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -12,6 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+from scrfd_search.search.status_table import status_json, status_text
+from scrfd_search.search.store import ExperimentStore, store_path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `scrfd-search status`."""
@@ -22,9 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the experiment store and print it."""
-    from scrfd_search.search.progress import status_json, status_text
-    from scrfd_search.search.store import ExperimentStore, store_path
-
     store = ExperimentStore(store_path(args.name, args.results_dir)).require()
     experiment, trials = store.read_experiment(), store.read_trials()
     if args.json:

@@ -14,6 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scrfd_search.config_builder import DataSettings, Schedule
+from scrfd_search.errors import UserError
+from scrfd_search.space.arch import ArchSpec
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the architecture, data, schedule and runtime options."""
@@ -50,17 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_positive(name: str, value: int | None) -> None:
     """A UserError naming the option unless value is None or >= 1."""
-    from scrfd_search.errors import UserError
-
     if value is not None and value < 1:
         raise UserError(f"{name}: expected an integer >= 1, got {value}")
 
 
 def run(args: argparse.Namespace) -> int:
     """Check every input, train, print the AP and the path of result.json."""
-    from scrfd_search.detector import DataSettings, Schedule
-    from scrfd_search.space.arch import ArchSpec
-    from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for
+    from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for  # torch/mmengine
 
     arch_path = Path(args.arch)
     arch = ArchSpec.load(arch_path)

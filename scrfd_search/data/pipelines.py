@@ -14,6 +14,8 @@ TEST_META_KEYS = ("img_id", "img_path", "ori_shape", "img_shape", "scale_factor"
 TRAIN_META_KEYS = TEST_META_KEYS + ("flip", "flip_direction")
 # Modules a config's custom_imports must list so that the types below are registered in mmdet.
 CUSTOM_IMPORTS = ("scrfd_search.data.datasets", "scrfd_search.data.transforms")
+# The official layout's annotation folder; the evaluation kit's .mat ground truth is expected there too.
+GT_SUBDIR = "wider_face_split"
 
 
 def train_pipeline(
@@ -63,7 +65,7 @@ def dataset_config(
     if layout == "wider":
         cfg = dict(
             type="WiderFaceDataset",
-            ann_file=f"wider_face_split/wider_face_{split}_bbx_gt.txt",
+            ann_file=f"{GT_SUBDIR}/wider_face_{split}_bbx_gt.txt",
             data_prefix=dict(img=f"WIDER_{split}/images/"),
         )
     elif layout == "retinaface":

@@ -1,12 +1,12 @@
 """Closed-form FLOPs and parameters of the detector an ArchSpec builds, counted the way fvcore counts.
 
 pycls-style: every building block (conv, norm, upsample, residual block, neck, head) has a small cost
-function returning (flops, params, output size). The structure mirrored here is the one in
-STRUCTURE.md / scrfd_search.models; fvcore's conventions: a convolution costs
+function returning (flops, params, output size). The structure mirrored here is the one
+scrfd_search.models builds (a test holds the two equal); fvcore's conventions: a convolution costs
 out_channels * in_channels/groups * k * k * out_h * out_w (bias ignored), eval-mode BatchNorm 2 per
 element, GroupNorm 5 per element, nearest upsampling 1 per output element; ReLU, additions and
-pooling are not counted. Written by hand because no library counts an unbuilt architecture, and the
-sampler needs thousands of evaluations per second (building and tracing a model takes 0.2-1.5 s).
+pooling are not counted. The sampler needs thousands of evaluations per second, while building and
+tracing a model takes 0.2-1.5 s, and counters such as fvcore's only count built models.
 """
 
 from __future__ import annotations

@@ -10,8 +10,6 @@ from scrfd_search.flops.report import COMPONENTS, DEFAULT_INPUT_SHAPE, FlopsRepo
 if TYPE_CHECKING:
     from torch import nn
 
-    from scrfd_search.space.arch import ArchSpec
-
 # Module-name prefix (in the detector) of each component.
 COMPONENT_MODULES: dict[str, str] = {
     "stem": "backbone.stem",
@@ -92,31 +90,18 @@ def _flops_by_component(model: nn.Module, input_shape: tuple[int, int]) -> dict[
     return flops
 
 
-def _build_detector(arch: ArchSpec) -> nn.Module:
-    """The detector for arch, skipping init_weights (weights do not change FLOPs; it is slow and verbose)."""
-    from mmdet.registry import MODELS
-    from mmengine.config import ConfigDict
-
-    from scrfd_search.detector import model_config, register_modules
-
-    register_modules()
-    return MODELS.build(ConfigDict(model_config(arch)))
-
-
 def measure_flops_timed(
-    model_or_arch: ArchSpec | nn.Module,
+    detector: nn.Module,
     input_shape: tuple[int, int] = DEFAULT_INPUT_SHAPE,
     *,
     threads: int | None = 1,
 ) -> tuple[FlopsReport, float]:
     """measure_flops, plus the seconds the fvcore trace took (model building excluded)."""
     import torch
-    from torch import nn
 
     input_shape = (int(input_shape[0]), int(input_shape[1]))
     previous_threads = torch.get_num_threads()
     with torch.no_grad():
-        detector = model_or_arch if isinstance(model_or_arch, nn.Module) else _build_detector(model_or_arch)
         model = _dense_forward(detector)
         modes = [(module, module.training) for module in model.modules()]
         model.eval()
@@ -136,17 +121,17 @@ def measure_flops_timed(
 
 
 def measure_flops(
-    model_or_arch: ArchSpec | nn.Module,
+    detector: nn.Module,
     input_shape: tuple[int, int] = DEFAULT_INPUT_SHAPE,
     *,
     threads: int | None = 1,
 ) -> FlopsReport:
     """FLOPs (fvcore, one multiply-add = one FLOP) and parameters per component, at input (H, W).
 
-    Takes an ArchSpec (its detector is built from scrfd_search.detector.model_config, without
-    init_weights) or a built detector with backbone, neck and bbox_head modules; it is traced in
-    eval mode on a zero image. `threads`: torch threads during the trace (None keeps torch's
-    setting). One by default: the forward of a candidate is small, and on cores shared with other
-    jobs OpenMP's spinning threads made it ~10x slower (benchmarks/flops_speed.py).
+    Takes a built detector with backbone, neck and bbox_head modules (for an ArchSpec:
+    `config_builder.build_model(arch, init_weights=False)`); it is traced in eval mode on a zero
+    image. `threads`: torch threads during the trace (None keeps torch's setting). One by default:
+    the forward of a candidate is small, and on cores shared with other jobs OpenMP's spinning
+    threads made it ~10x slower (benchmarks/flops_speed.py).
     """
-    return measure_flops_timed(model_or_arch, input_shape, threads=threads)[0]
+    return measure_flops_timed(detector, input_shape, threads=threads)[0]

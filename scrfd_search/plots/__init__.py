@@ -22,6 +22,7 @@ from scrfd_search.plots.figures import (
     shallow_share_figure,
 )
 from scrfd_search.plots.style import FORMATS, PALETTE, Drawn
+from scrfd_search.search.store import store_path
 
 __all__ = [
     "BEST_FRACTION",
@@ -64,8 +65,6 @@ def plot_experiments(
     results_dir: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Draw all figures for the named experiments into out_dir (default results/<first>/plots); the paths."""
-    from scrfd_search.search.store import store_path
-
     if not names:
         raise UserError("expected at least one experiment name")
     views = load_views(names, results_dir)

@@ -21,6 +21,7 @@ from typing import Any
 
 from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.checks import (
     check_address_reachable,
     check_data_root,
@@ -33,6 +34,7 @@ from scrfd_search.search.checks import (
 from scrfd_search.search.constraint import ShareConstraint, constraint_from_store
 from scrfd_search.search.settings import CONSTRAINT_FILE, SearchSettings, asha_grace_period
 from scrfd_search.search.store import ExperimentStore, store_path
+from scrfd_search.search.trial import TrialSettings, run_trial
 from scrfd_search.space.search_space import SearchSpace
 
 INTERRUPTED_EXIT = 130
@@ -103,8 +105,6 @@ def draw_candidates(
     settings: SearchSettings, space: SearchSpace, constraint: ShareConstraint | None, progress: Any
 ) -> list[Any] | None:
     """The N candidates of a random search; for Optuna, a one-candidate check that the budget is feasible."""
-    from scrfd_search.space.sampler import sample_candidates
-
     accept = constraint.accept_fn if constraint is not None else None
     # few uniform draws meet the share ranges: the sampler draws among those that do (see sample_candidates)
     shares = constraint.ranges if constraint is not None else None
@@ -183,8 +183,6 @@ def build_trainable(settings: SearchSettings) -> Any:
     """run_trial bound to the search's trial settings, with the per-trial resources."""
     from ray import tune
 
-    from scrfd_search.search.trial import TrialSettings, run_trial
-
     trial_settings = TrialSettings(
         data_root=settings.data_root,
         img_size=settings.img_size,
@@ -211,7 +209,7 @@ def build_searcher(prepared: PreparedSearch) -> Any:
     """
     from ray.tune.search import ConcurrencyLimiter
 
-    from scrfd_search.search.searchers import BudgetedOptunaSearch, CandidateSearcher, candidate_configs
+    from scrfd_search.search.searchers import BudgetedOptunaSearch, CandidateSearcher, candidate_configs  # ray/optuna
 
     s = prepared.settings
     if s.searcher == "random":
@@ -252,7 +250,7 @@ def build_tuner(prepared: PreparedSearch, quiet: bool) -> Any:
     """A fresh Tuner: storage under results/NAME/ray, the leaderboard callback, no retries on error."""
     from ray import tune
 
-    from scrfd_search.search.leaderboard import LeaderboardCallback
+    from scrfd_search.search.ray_callback import LeaderboardCallback  # ray
 
     s = prepared.settings
     callback = LeaderboardCallback(s.path, s.trials_root, s.trials, quiet=quiet)

@@ -25,9 +25,12 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from scrfd_search.config_builder import build_model
 from scrfd_search.errors import UserError
+from scrfd_search.flops.analytic import count_flops
+from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import FlopsReport
-from scrfd_search.search.budget_fit import fit_neck_head
+from scrfd_search.sampling.budget_fit import fit_neck_head
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
@@ -140,8 +143,6 @@ class BudgetedOptunaSearch(OptunaSearch):
 
     def _feasible_point(self) -> tuple[dict[str, Any], FlopsReport]:
         """Ask a scratch copy of the study until TPE proposes a new architecture that fits the budget."""
-        from scrfd_search.flops.analytic import count_flops
-
         space = self.search_space
         history = [t for t in self._ot_study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
         taken = {self._arch_of(t.params).key() for t in history}
@@ -196,9 +197,5 @@ class BudgetedOptunaSearch(OptunaSearch):
     def _confirmed(self, arch: ArchSpec) -> FlopsReport:
         """FLOPs measured by fvcore on the built detector (or the closed form when confirm is off)."""
         if not self.confirm:
-            from scrfd_search.flops.analytic import count_flops
-
             return count_flops(arch, self.search_space.input_shape)
-        from scrfd_search.flops.measure import measure_flops
-
-        return measure_flops(arch, self.search_space.input_shape)
+        return measure_flops(build_model(arch, init_weights=False), self.search_space.input_shape)

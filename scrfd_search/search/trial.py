@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scrfd_search.config_builder import DataSettings, Schedule
+from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import atomic_write_text
+from scrfd_search.space.arch import ArchSpec
 
 EVENTS_FILE = "trial_events.jsonl"
 GT_DIR = "wider_face_split"  # where the four evaluation .mat files lie, beside the text annotations
-METRICS = ("easy", "medium", "hard")
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def read_events(work_dir: Path) -> list[dict[str, Any]]:
 def ap_metrics(epoch: int, aps: dict[str, float]) -> dict[str, Any]:
     """The result dict a trial reports: easy/medium/hard AP (fractions) and the epoch."""
     out: dict[str, Any] = {"epoch": int(epoch)}
-    for key in METRICS:
+    for key in SUBSETS:
         value = float(aps[key])
         # Ray's schedulers compare numbers; a NaN AP would poison the ranking
         out[key] = 0.0 if math.isnan(value) else value
@@ -75,9 +77,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     import torch
     from ray import tune
 
-    from scrfd_search.detector import DataSettings, Schedule
-    from scrfd_search.space.arch import ArchSpec
-    from scrfd_search.training import train_candidate, warmup_iters_for
+    from scrfd_search.training import train_candidate, warmup_iters_for  # torch/mmengine, in the worker only
 
     torch.set_num_threads(max(1, settings.threads))
     work_dir = trial_work_dir(settings.trials_root, tune.get_context().get_trial_id())

@@ -1,4 +1,4 @@
-"""Architectures as data: ArchSpec, search spaces and budgeted samplers."""
+"""Architectures as data: ArchSpec, the released models and search spaces (YAML)."""
 
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 

@@ -1,4 +1,4 @@
-"""The four released SCRFD architectures (SCRFD_FACTS.md), as ArchSpecs."""
+"""The four released SCRFD architectures (the paper's table and the reference's configs), as ArchSpecs."""
 
 from __future__ import annotations
 

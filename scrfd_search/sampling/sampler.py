@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scrfd_search.config_builder import build_model
 from scrfd_search.errors import UserError
+from scrfd_search.flops.analytic import count_flops, recount_neck_head
+from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import BACKBONE_COMPONENTS, FlopsReport
+from scrfd_search.sampling.share_guided import ShareGuide, ShareRanges
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import Backbone, NeckHead, SearchSpace
-from scrfd_search.space.share_guided import ShareGuide, ShareRanges
 
 AcceptFn = Callable[[ArchSpec, FlopsReport], bool]
 ProgressFn = Callable[["SamplingProgress"], None]
@@ -50,8 +53,6 @@ class SamplingProgress:
 
 def reachable_gflops(space: SearchSpace) -> tuple[float, float]:
     """The cheapest and the most expensive detector the space can build, in GFLOPs."""
-    from scrfd_search.flops.analytic import count_flops
-
     low, high = space.extreme_archs()
     return count_flops(low, space.input_shape).total_gflops, count_flops(high, space.input_shape).total_gflops
 
@@ -139,8 +140,6 @@ def _fitting_options(
     accept: AcceptFn | None,
 ) -> list[tuple[ArchSpec, FlopsReport]]:
     """The (arch, closed-form FLOPs) of every neck/head setting that puts this backbone in budget."""
-    from scrfd_search.flops.analytic import count_flops, recount_neck_head
-
     cheapest = space.build(backbone, options[0])
     cheapest_flops = count_flops(cheapest, space.input_shape)
     if cheapest_flops.total_gflops > high:
@@ -176,8 +175,6 @@ def _share_guide(
 
 def backbone_window(space: SearchSpace, options: list[NeckHead], low: float, high: float) -> tuple[float, float]:
     """Backbone GFLOPs that leave room for some neck/head setting to land the detector in [low, high]."""
-    from scrfd_search.flops.analytic import count_flops
-
     # the neck's laterals grow with the backbone's output channels: bound them with the narrowest and widest
     narrowest, widest = (
         Backbone(space.stem_width.min, tuple(r.min for r in space.depth), w) for w in _width_extremes(space)
@@ -228,9 +225,7 @@ def check_feasible(space: SearchSpace, low: float, high: float) -> None:
 
 def _confirm(arch: ArchSpec, input_shape: tuple[int, int]) -> FlopsReport:
     """Measure the built detector with fvcore (the ground truth the closed form must match)."""
-    from scrfd_search.flops.measure import measure_flops
-
-    return measure_flops(arch, input_shape)
+    return measure_flops(build_model(arch, init_weights=False), input_shape)
 
 
 def _exhausted_message(

@@ -17,7 +17,8 @@ ranges and on leaving room for a neck/head in the budget) in one of two exact wa
   the weight of a backbone being its probability under the uniform draw (stage_costs.sorted_draw_counts);
   a draw picks a prefix, then a C5 setting, in proportion to weight.
 
-Written by hand: no library samples a product space under ratio constraints like these.
+Rejection sampling from the uniform draw (what a general-purpose sampler would do) needs
+thousands of draws per accepted backbone under tight share ranges; this walk needs one.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from scrfd_search.flops.report import BACKBONE_COMPONENTS
-from scrfd_search.space.search_space import Backbone, SearchSpace
-from scrfd_search.space.stage_costs import (
+from scrfd_search.flops.stage_costs import (
     BackboneTables,
     StageTable,
     backbone_tables,
     backbones,
     sorted_draw_counts,
 )
+from scrfd_search.space.search_space import Backbone, SearchSpace
 
 ShareRanges = Mapping[str, tuple[float, float]]
 METHODS = ("auto", "enumerate", "reject")

@@ -1,7 +1,9 @@
-"""The SCRFD detector built from an ArchSpec, and the one function that writes its mmdet 3.x config.
+"""The mmdet 3.x config of an SCRFD detector built from an ArchSpec, and the detector itself.
 
 `build_config` makes every training config in the project: the short search-time runs and the
 exported full-schedule configs differ only in the `Schedule` and `DataSettings` they are given.
+Its parts (`model_defaults`, `dataloader_config`, `schedule_config`, `runtime_config`) are also
+what `config_writer` renders as the `_base_` files of the config files it writes.
 """
 
 from __future__ import annotations
@@ -10,12 +12,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from scrfd_search.data.pipelines import CUSTOM_IMPORTS, LARGE_CROPS, dataset_config
+from scrfd_search.data.pipelines import CUSTOM_IMPORTS, GT_SUBDIR, LARGE_CROPS, dataset_config
 from scrfd_search.errors import UserError
 from scrfd_search.space.arch import ArchSpec
 
 LAYOUTS = ("wider", "retinaface")
-DEVICES = ("auto", "cpu", "cuda")
 PIXEL_MEAN = [127.5, 127.5, 127.5]
 PIXEL_STD = [128.0, 128.0, 128.0]
 SIZE_DIVISOR = 32  # the deepest backbone stride
@@ -91,6 +92,13 @@ class DataSettings:
         )
 
 
+def widerface_data(data_root: str) -> DataSettings:
+    """Real WIDER FACE in the official layout: 640x640 large-crop training, metric ground truth beside it."""
+    _require(bool(data_root.strip()), "data root: empty (expected the WIDER FACE folder, e.g. data/widerface)")
+    root = data_root.rstrip("/") + "/"
+    return DataSettings(data_root=root, gt_dir=f"{root}{GT_SUBDIR}/", layout="wider", crop_choice=LARGE_CROPS)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """The optimisation recipe: SGD with linear warm-up and two lr steps at 440/640 and 544/640.
@@ -160,10 +168,8 @@ def backbone_config(arch: ArchSpec) -> dict:
 
 
 def head_config(arch: ArchSpec) -> dict:
-    """SCRFDHead with the reference anchors and losses."""
+    """The SCRFDHead settings an ArchSpec decides (anchors and losses are in model_defaults)."""
     return dict(
-        type="SCRFDHead",
-        num_classes=1,
         in_channels=arch.neck.channels,
         feat_channels=arch.head.width,
         stacked_convs=arch.head.num_convs,
@@ -171,18 +177,11 @@ def head_config(arch: ArchSpec) -> dict:
         shared_tower=arch.head.shared,
         depthwise=arch.head.depthwise,
         with_kps=arch.head.keypoints,
-        anchor_generator=dict(
-            type="AnchorGenerator", ratios=[1.0], scales=[1, 2], base_sizes=[16, 64, 256], strides=[8, 16, 32]
-        ),
-        bbox_coder=dict(type="DistancePointBBoxCoder"),
-        loss_cls=dict(type="QualityFocalLoss", use_sigmoid=True, beta=2.0, loss_weight=1.0),
-        loss_bbox=dict(type="DIoULoss", loss_weight=2.0),
-        loss_kps=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=0.1),
     )
 
 
-def model_config(arch: ArchSpec) -> dict:
-    """The mmdet `model=` dict: preprocessor, backbone, PAFPN neck, SCRFD head, train/test settings."""
+def model_defaults() -> dict:
+    """The parts of the mmdet `model=` dict every SCRFD detector shares: anchors, losses, assigner, tests."""
     return dict(
         type="SingleStageDetector",
         data_preprocessor=dict(
@@ -192,16 +191,18 @@ def model_config(arch: ArchSpec) -> dict:
             bgr_to_rgb=True,
             pad_size_divisor=SIZE_DIVISOR,
         ),
-        backbone=backbone_config(arch),
-        neck=dict(
-            type="PAFPN",
-            in_channels=list(arch.stage_out_channels),
-            out_channels=arch.neck.channels,
-            start_level=1,
-            add_extra_convs="on_output",
-            num_outs=3,
+        neck=dict(type="PAFPN", start_level=1, add_extra_convs="on_output", num_outs=3),
+        bbox_head=dict(
+            type="SCRFDHead",
+            num_classes=1,
+            anchor_generator=dict(
+                type="AnchorGenerator", ratios=[1.0], scales=[1, 2], base_sizes=[16, 64, 256], strides=[8, 16, 32]
+            ),
+            bbox_coder=dict(type="DistancePointBBoxCoder"),
+            loss_cls=dict(type="QualityFocalLoss", use_sigmoid=True, beta=2.0, loss_weight=1.0),
+            loss_bbox=dict(type="DIoULoss", loss_weight=2.0),
+            loss_kps=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=0.1),
         ),
-        bbox_head=head_config(arch),
         train_cfg=dict(assigner=dict(type="ATSSAssigner", topk=9, ignore_iof_thr=IGNORE_IOF_THR), allowed_border=-1),
         test_cfg=dict(
             nms_pre=-1,
@@ -211,6 +212,33 @@ def model_config(arch: ArchSpec) -> dict:
             max_per_img=MAX_DETECTIONS,
         ),
     )
+
+
+def arch_model_config(arch: ArchSpec) -> dict:
+    """The parts of the `model=` dict an ArchSpec decides: backbone, neck channels, head tower."""
+    return dict(
+        backbone=backbone_config(arch),
+        neck=dict(in_channels=list(arch.stage_out_channels), out_channels=arch.neck.channels),
+        bbox_head=head_config(arch),
+    )
+
+
+def model_config(arch: ArchSpec) -> dict:
+    """The mmdet `model=` dict: preprocessor, backbone, PAFPN neck, SCRFD head, train/test settings."""
+    merged = merge_dicts(model_defaults(), arch_model_config(arch))
+    first = ("type", "data_preprocessor", "backbone")  # the order a reader expects, the data flow's
+    return {**{k: merged[k] for k in first}, **merged}
+
+
+def merge_dicts(base: dict, update: dict) -> dict:
+    """A new dict: base with update merged in key by key, recursively (mmengine's rule for configs)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def register_modules() -> None:
@@ -223,21 +251,27 @@ def register_modules() -> None:
 
 
 def import_config_modules(cfg: dict) -> None:
-    """Import a config's custom_imports (Config.fromfile does this; an in-memory config needs it)."""
+    """Register mmdet's modules and a config's custom_imports (Config.fromfile does the latter itself)."""
     from mmengine.utils import import_modules_from_strings
 
     register_modules()
-    import_modules_from_strings(**cfg["custom_imports"])
+    if cfg.get("custom_imports"):
+        import_modules_from_strings(**cfg["custom_imports"])
 
 
-def build_model(arch: ArchSpec) -> Any:
-    """The initialised mmdet detector (torch.nn.Module) for arch."""
+def build_model(arch: ArchSpec, init_weights: bool = True) -> Any:
+    """The mmdet detector (torch.nn.Module) for arch, initialised unless init_weights is False.
+
+    Skip the initialisation where only the structure matters (FLOPs, loading weights): it is slow.
+    """
     from mmdet.registry import MODELS
     from mmengine.config import ConfigDict
     from mmengine.logging import MMLogger
 
     register_modules()
     model = MODELS.build(ConfigDict(model_config(arch)))
+    if not init_weights:
+        return model
     # init_weights logs one INFO record per parameter; keep only warnings while it runs.
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -271,7 +305,7 @@ def _dataset(data: DataSettings, split: str) -> dict:
     return cfg
 
 
-def _dataloaders(data: DataSettings) -> dict:
+def dataloader_config(data: DataSettings) -> dict:
     """train/val/test dataloaders and the WIDER FACE evaluators."""
     workers = dict(num_workers=data.num_workers, persistent_workers=data.num_workers > 0)
     val_loader = dict(
@@ -296,7 +330,7 @@ def _dataloaders(data: DataSettings) -> dict:
     )
 
 
-def _schedule(schedule: Schedule) -> dict:
+def schedule_config(schedule: Schedule) -> dict:
     """Optimiser, lr schedule and loops."""
     schedulers = []
     if schedule.warmup_iters > 0:
@@ -337,8 +371,8 @@ def _schedule(schedule: Schedule) -> dict:
     )
 
 
-def _runtime(schedule: Schedule, seed: int, device: str) -> dict:
-    """Hooks, logging, environment, seed and registry scope."""
+def runtime_config(schedule: Schedule, seed: int = 0) -> dict:
+    """Hooks, logging, environment, seed and registry scope (mmdet's default runtime plus ours)."""
     return dict(
         default_scope="mmdet",
         custom_imports=dict(
@@ -355,11 +389,12 @@ def _runtime(schedule: Schedule, seed: int, device: str) -> dict:
                 max_keep_ckpts=2,
             ),
             sampler_seed=dict(type="DistSamplerSeedHook"),
+            visualization=dict(type="DetVisualizationHook"),  # draws nothing unless asked to (draw=True)
         ),
         env_cfg=dict(
             cudnn_benchmark=False,
             mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-            dist_cfg=dict(backend="gloo" if device == "cpu" else "nccl"),
+            dist_cfg=dict(backend="nccl"),
         ),
         visualizer=dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")]),
         log_processor=dict(type="LogProcessor", window_size=50, by_epoch=True),
@@ -367,8 +402,6 @@ def _runtime(schedule: Schedule, seed: int, device: str) -> dict:
         load_from=None,
         resume=False,
         randomness=dict(seed=seed, deterministic=False),
-        # mmengine picks the GPU when one is visible; 'cpu' asks the launcher to hide GPUs.
-        device=device,
     )
 
 
@@ -379,15 +412,13 @@ def build_config(
     schedule: Schedule,
     work_dir: str | None = None,
     seed: int = 0,
-    device: str = "auto",
 ) -> dict:
     """A complete mmdet 3 config dict (model, data, optimiser, schedule, hooks, evaluator) for arch."""
-    _require(device in DEVICES, f"device: {device!r} is not one of {', '.join(DEVICES)}")
     _require(isinstance(seed, int) and not isinstance(seed, bool), f"seed: expected an integer, got {seed!r}")
-    cfg = dict(model=model_config(arch), scrfd_arch=arch.to_dict())
-    cfg.update(_dataloaders(data))
-    cfg.update(_schedule(schedule))
-    cfg.update(_runtime(schedule, seed, device))
+    cfg = dict(model=model_config(arch))
+    cfg.update(dataloader_config(data))
+    cfg.update(schedule_config(schedule))
+    cfg.update(runtime_config(schedule, seed))
     if work_dir is not None:
         cfg["work_dir"] = str(work_dir)
     return cfg

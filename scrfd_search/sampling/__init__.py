@@ -1,0 +1,1 @@
+"""Drawing architectures inside a FLOPs budget: uniform, share-guided (step 2) and budget refits."""
