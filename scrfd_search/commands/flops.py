@@ -1,8 +1,9 @@
 """FLOPs and parameters of a detector, total and by component (stem, C2-C5, neck, head).
 
 The detector is given as an ArchSpec JSON file or as an mmdet config .py written by scrfd-search
-(its ArchSpec is read from a JSON file with the same stem beside it, or from an `scrfd_arch` /
-`arch` entry in the config; a config with neither is built with mmengine and measured). FLOPs are
+(its ArchSpec is read from the JSON file with the same stem beside it, or from the `scrfd_arch` /
+`arch` entry that exports of earlier releases carried; a config with neither is built with mmengine
+and measured). FLOPs are
 measured with fvcore on the backbone -> neck -> head forward of a zero image (one multiply-add = one
 FLOP); --analytic uses the closed-form count instead (same numbers, no model is built).
 """
@@ -44,10 +45,10 @@ def _config_arch(path: Path) -> ArchSpec | None:
     sibling = path.with_suffix(".json")
     if sibling.is_file():
         return ArchSpec.load(sibling)
-    cfg = _load_config(path)
+    cfg = _load_config(path).to_dict()
     for key in CONFIG_ARCH_KEYS:
         if key in cfg:
-            return ArchSpec.from_dict(_plain(cfg[key]), f"{path}: {key}")
+            return ArchSpec.from_dict(cfg[key], f"{path}: {key}")
     return None
 
 
@@ -60,15 +61,6 @@ def _load_config(path: Path) -> Any:
     except Exception as exc:  # mmengine raises many kinds (SyntaxError, KeyError, ...)
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"{path}: cannot read as an mmdet config ({first_line})") from None
-
-
-def _plain(value: Any) -> Any:
-    """mmengine ConfigDict / tuples -> plain dicts and lists (what ArchSpec.from_dict expects)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _measure_config(path: Path, input_shape: tuple[int, int]) -> tuple[FlopsReport, float]:
