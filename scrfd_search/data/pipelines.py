@@ -27,7 +27,7 @@ def train_pipeline(
         dict(type="FaceResize", scale=(img_size, img_size), keep_ratio=False),
         dict(type="FaceRandomFlip", prob=0.5),
         dict(
-            type="PhotoMetricDistortion",
+            type="LutPhotoMetricDistortion",
             brightness_delta=32,
             contrast_range=(0.5, 1.5),
             saturation_range=(0.5, 1.5),

@@ -36,7 +36,10 @@ def with_result(record: TrialRecord, result: dict[str, Any] | None) -> TrialReco
     if not result or "hard" not in result:
         return record
     aps = {k: float(result[k]) for k in METRICS if result.get(k) is not None}
-    return record.updated(**aps, epochs_run=int(result.get("epoch", record.epochs_run)))
+    extra = record.extra
+    if isinstance(result.get("placement"), dict):  # where the trial runs: node, GPU ids, device, workers
+        extra = {**extra, "placement": result["placement"]}
+    return record.updated(**aps, epochs_run=int(result.get("epoch", record.epochs_run)), extra=extra)
 
 
 def error_summary(text: str | None) -> str:
