@@ -73,9 +73,10 @@ def baseline_pipeline(pipeline: list[dict]) -> list[dict]:
     swap = {
         "RandomSquareCrop": "BaselineSquareCrop",
         "FaceRandomFlip": "BaselineFaceRandomFlip",
-        "LutPhotoMetricDistortion": "PhotoMetricDistortion",
+        "DrawPhotoMetricDistortion": "PhotoMetricDistortion",
     }
-    return [{**step, "type": swap.get(step["type"], step["type"])} for step in pipeline]
+    steps = [{**step, "type": swap.get(step["type"], step["type"])} for step in pipeline]
+    return [{**step, "lazy": False} if step["type"] == "BaselineSquareCrop" else step for step in steps]
 
 
 def register_baselines() -> None:

@@ -187,7 +187,7 @@ def model_config(arch: ArchSpec) -> dict:
     return dict(
         type="SingleStageDetector",
         data_preprocessor=dict(
-            type="DetDataPreprocessor",
+            type="FaceDataPreprocessor",
             mean=PIXEL_MEAN,
             std=PIXEL_STD,
             bgr_to_rgb=True,

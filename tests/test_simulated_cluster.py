@@ -9,6 +9,7 @@ where it runs (node, Ray's GPU ids, CUDA_VISIBLE_DEVICES) when it starts, then t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -33,6 +34,19 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cluster_data") / "demo"
     write_demo_dataset(root, DemoConfig(num_train=4, num_val=2, seed=1, min_width=64, max_width=96))
     return root
+
+
+@pytest.fixture(autouse=True)
+def same_auth_mode_as_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start the test cluster in the auth mode `launch --address` uses (token when a token exists).
+
+    `ray start --head` turns token auth on by itself when ~/.ray/auth_token exists, and `launch`
+    then presents the token (send_ray_auth_token). A cluster without auth joined by a token-mode
+    driver accepts the driver but cancels every trial's actor before it runs (measured, Ray 2.60).
+    """
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if not os.environ.get("RAY_AUTH_MODE") and (os.environ.get("RAY_AUTH_TOKEN") or token.is_file()):
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
 
 
 def start_cluster(nodes: list[dict]) -> object:
