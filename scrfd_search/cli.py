@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("status", "status", "print a search's leaderboard and progress"),
     ("export", "export", "export top architectures as mmdet configs (and ONNX)"),
     ("plot", "plot", "draw the computation-ratio figures from experiment stores"),
+    ("doctor", "doctor", "check this machine or cluster for a search and estimate its wall time"),
 )
 
 

@@ -25,7 +25,14 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner, find_latest_checkpoint
 
-from scrfd_search.config_builder import DataSettings, Schedule, build_config, import_config_modules
+from scrfd_search.config_builder import (
+    DEVICES,
+    DataSettings,
+    Schedule,
+    build_config,
+    build_model,
+    import_config_modules,
+)
 from scrfd_search.data.annotations import parse_retinaface_txt, parse_wider_txt
 from scrfd_search.data.pipelines import dataset_config
 from scrfd_search.errors import UserError
@@ -36,7 +43,6 @@ from scrfd_search.space.arch import ArchSpec
 RESULT_FILE = "result.json"
 HISTORY_FILE = "validation_history.json"
 CANDIDATE_FILE = "candidate.json"
-DEVICES = ("auto", "cpu", "cuda")
 REFERENCE_WARMUP_ITERS = 1500
 
 ValidationCallback = Callable[[int, dict[str, float]], None]
@@ -62,6 +68,8 @@ class TrainResult:
     checkpoint: str | None
     history: list[dict[str, Any]]
     seconds: float = 0.0
+    images_per_s: float | None = None
+    peak_memory_mib: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to result.json."""
@@ -85,6 +93,28 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if has_cuda else "cpu"
     return device
+
+
+def amp_dtype_for(device: str, amp: bool) -> str | None:
+    """--amp's autocast dtype: bfloat16 where the GPU supports it, else float16; None without --amp."""
+    import torch
+
+    if not amp:
+        return None
+    if device != "cuda":
+        raise UserError("--amp: mixed precision needs a CUDA GPU, and this run trains on the CPU")
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+def peak_memory_mib(device: str) -> float:
+    """Peak memory so far: the GPU's allocated memory on 'cuda', else this process's peak resident set."""
+    import resource
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def check_data(data: DataSettings) -> None:
@@ -164,6 +194,9 @@ class CandidateMonitorHook(Hook):
         self._epoch_start = self._start
         self._losses: list[float] = []
         self._pending: dict[str, Any] | None = None
+        self.train_images = 0
+        self.train_seconds = 0.0
+        self._epoch_images = 0
 
     # ---------------------------------------------------------------- run level
 
@@ -194,9 +227,12 @@ class CandidateMonitorHook(Hook):
         self._flush()
         self._epoch_start = time.perf_counter()
         self._losses = []
+        self._epoch_images = 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        """Record the loss; raise LossDivergedError when it is NaN or infinite."""
+        """Count the images, record the loss; raise LossDivergedError when it is NaN or infinite."""
+        if data_batch is not None and "inputs" in data_batch:
+            self._epoch_images += len(data_batch["inputs"])
         if not outputs or "loss" not in outputs:
             return
         value = outputs["loss"]
@@ -212,12 +248,21 @@ class CandidateMonitorHook(Hook):
     def after_train_epoch(self, runner) -> None:
         """Hold the epoch's progress line until we know whether a validation follows."""
         mean_loss = sum(self._losses) / len(self._losses) if self._losses else None
+        seconds = time.perf_counter() - self._epoch_start
+        self.train_images += self._epoch_images
+        self.train_seconds += seconds
         self._pending = dict(
             epoch=runner.epoch + 1,  # the loop increments its counter after this hook
             max_epochs=runner.max_epochs,
             loss=mean_loss,
-            seconds=time.perf_counter() - self._epoch_start,
+            seconds=seconds,
+            rate=self._epoch_images / seconds if seconds > 0 else 0.0,
         )
+
+    @property
+    def images_per_s(self) -> float | None:
+        """Training images per second over the epochs of this run (data loading included, validation not)."""
+        return self.train_images / self.train_seconds if self.train_seconds > 0 else None
 
     # ---------------------------------------------------------------- validation
 
@@ -252,7 +297,7 @@ class CandidateMonitorHook(Hook):
             return
         p, self._pending = self._pending, None
         loss = "n/a" if p["loss"] is None else f"{p['loss']:.4f}"
-        line = f"epoch {p['epoch']}/{p['max_epochs']}  loss {loss}  {p['seconds']:.1f}s"
+        line = f"epoch {p['epoch']}/{p['max_epochs']}  loss {loss}  {p['seconds']:.1f}s  {p['rate']:.1f} img/s"
         self._say(line + (f"  {_aps_text(aps)}" if aps else ""))
 
     def _say(self, line: str) -> None:
@@ -361,11 +406,15 @@ def candidate_config(
     schedule: Schedule,
     work_dir: Path,
     *,
+    device: str,
     seed: int,
     resume: bool,
+    amp_dtype: str | None = None,
 ) -> dict[str, Any]:
     """build_config's dict, with epoch checkpoints for resuming and a unique experiment name."""
-    cfg = build_config(arch, data=data, schedule=schedule, work_dir=str(work_dir), seed=seed)
+    cfg = build_config(
+        arch, data=data, schedule=schedule, work_dir=str(work_dir), seed=seed, device=device, amp_dtype=amp_dtype
+    )
     if schedule.checkpoint_interval is None:
         # search runs: a checkpoint every epoch (only the latest kept) so a stopped trial resumes where it was
         cfg["default_hooks"]["checkpoint"].update(interval=1, max_keep_ckpts=1, save_last=True)
@@ -425,6 +474,7 @@ def train_candidate(
     validate_before_train: bool = False,
     progress: ProgressSink | None = print_to_stderr,
     verbose: bool = False,
+    amp: bool = False,
 ) -> TrainResult:
     """Train arch with SCRFD's recipe, validating every schedule.val_interval epochs; write result.json.
 
@@ -433,16 +483,17 @@ def train_candidate(
     propagates. resume=True continues from the last checkpoint in work_dir (or starts afresh if there
     is none). validate_before_train adds an epoch-0 validation of the untrained model to the history.
     progress receives one line per epoch (None: silent); verbose shows mmengine's INFO log on stdout.
-    A NaN or infinite loss raises LossDivergedError.
+    A NaN or infinite loss raises LossDivergedError. amp trains with mixed precision (GPU only).
     """
     device = resolve_device(device)
+    amp_dtype = amp_dtype_for(device, amp)
     check_data(data)
     work_dir = Path(work_dir).resolve()
     resume = resume and _last_checkpoint(work_dir) is not None
     run_info = {"arch": arch.to_dict(), "epochs": schedule.epochs, "img_size": data.img_size}
     if resume:
         _check_same_candidate(work_dir, run_info)
-    cfg = candidate_config(arch, data, schedule, work_dir, seed=seed, resume=resume)
+    cfg = candidate_config(arch, data, schedule, work_dir, device=device, seed=seed, resume=resume, amp_dtype=amp_dtype)
     import_config_modules(cfg)
     from mmengine.config import Config
 
@@ -461,7 +512,78 @@ def train_candidate(
         checkpoint=_last_checkpoint(work_dir),
         history=monitor.history,
         seconds=round(monitor.seconds, 3),
+        images_per_s=None if monitor.images_per_s is None else round(monitor.images_per_s, 2),
+        peak_memory_mib=round(peak_memory_mib(device), 1),
     )
-    extra = {"arch": arch.to_dict(), "device": device, "seed": seed}
+    extra = {"arch": arch.to_dict(), "device": device, "seed": seed, "amp": amp_dtype}
     atomic_write_json(work_dir / RESULT_FILE, {**result.to_dict(), **extra})
     return result
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A short training probe: images/s after the warm-up iterations, peak memory, the device used."""
+
+    images_per_s: float
+    peak_memory_mib: float
+    iterations: int
+    seconds: float
+    device: str
+    amp_dtype: str | None
+
+
+def probe_training(
+    arch: ArchSpec,
+    data: DataSettings,
+    *,
+    iterations: int = 20,
+    warmup: int = 2,
+    device: str = "auto",
+    amp: bool = False,
+    seed: int = 0,
+) -> ProbeResult:
+    """Train arch for `iterations` steps exactly as a trial does (same config, loader, optimiser).
+
+    The first `warmup` steps (worker start-up, cuDNN autotuning, allocator growth) are not timed.
+    No checkpoint, log or result file is written.
+    """
+    import torch
+    from mmengine.optim import build_optim_wrapper
+
+    device = resolve_device(device)
+    amp_dtype = amp_dtype_for(device, amp)
+    check_data(data)
+    schedule = Schedule(epochs=1, warmup_iters=0)
+    cfg = build_config(arch, data=data, schedule=schedule, seed=seed, device=device, amp_dtype=amp_dtype)
+    import_config_modules(cfg)
+    torch.manual_seed(seed)
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats()
+    model = build_model(arch).to(device).train()
+    optim_wrapper = build_optim_wrapper(model, cfg["optim_wrapper"])
+    loader = Runner.build_dataloader(cfg["train_dataloader"], seed=seed)
+    done, images, start = 0, 0, time.perf_counter()
+    while done < iterations + warmup:
+        for batch in loader:
+            model.train_step(batch, optim_wrapper)
+            done += 1
+            if done == warmup:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            elif done > warmup:
+                images += len(batch["inputs"])
+            if done == iterations + warmup:
+                break
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return ProbeResult(
+        images_per_s=images / seconds if seconds > 0 else 0.0,
+        peak_memory_mib=peak_memory_mib(device),
+        iterations=iterations,
+        seconds=seconds,
+        device=device,
+        amp_dtype=amp_dtype,
+    )

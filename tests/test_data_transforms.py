@@ -200,7 +200,7 @@ def test_pipeline_configs_build_from_the_mmdet_registry():
         "RandomSquareCrop",
         "FaceResize",
         "FaceRandomFlip",
-        "PhotoMetricDistortion",
+        "DrawPhotoMetricDistortion",
         "PackFaceInputs",
     ]
     assert train_pipeline(640)[3]["scale"] == (640, 640) and train_pipeline(640)[3]["keep_ratio"] is False

@@ -7,6 +7,7 @@ it checks that those are only the deferred imports of modules that load heavy li
 from __future__ import annotations
 
 import ast
+import importlib
 from functools import cache
 from pathlib import Path
 
@@ -21,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models", "data", "evaluation", "config_builder"),
     ("config_writer", "training"),
     ("sampling", "search"),
-    ("export", "plots"),
+    ("export", "plots", "doctor"),
     ("commands", "cli"),
 )
 # Third-party packages slow enough to import that a module may defer them (and modules loading them).
@@ -119,3 +120,8 @@ def test_stages_do_not_import_each_other_both_ways() -> None:
 def test_imports_inside_functions_are_only_deferred_heavy_modules() -> None:
     light = sorted(f"{a} -> {b}" for a, b, at_top in _own_edges() if not at_top and not _loads_heavy(b))
     assert not light, "import these at the top of the file, where the layering shows"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_module_imports(module: str) -> None:
+    importlib.import_module(module)  # a name moved or renamed elsewhere fails here, not in a slow e2e test

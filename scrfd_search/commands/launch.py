@@ -3,6 +3,7 @@
 Each trial gets one architecture inside the GFLOPs budget of --space, trains it on --data for
 --epochs, and reports easy/medium/hard AP after every validation (trials are ranked by hard AP).
 --searcher random (the paper's search) draws the N distinct candidates up front from --seed;
+--cpus-per-trial C gives each trial C - 1 data-loader worker processes (one core drives training).
 --searcher optuna uses TPE (seeded) over the same ranges, keeping every proposal inside the budget,
 with its study in results/NAME/optuna.db. --scheduler asha stops weak trials early on hard AP.
 A step-2 search (--space of step 2, --from STEP1_NAME) keeps only backbones whose stage shares of
@@ -44,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", type=Path, help="where experiments live (default results/)")
     parser.add_argument("--from", dest="from_experiment", metavar="STEP1_NAME", help="step-1 search (step 2)")
     parser.add_argument("--top-k", type=int, help="step-1 trials the constraint is derived from (default 5)")
+    parser.add_argument(
+        "--amp", action="store_true", help="mixed-precision training on the GPUs (bf16 where supported, else fp16)"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only errors and the final line")
 
 
@@ -70,5 +74,6 @@ def run(args: argparse.Namespace) -> int:
         address=args.address,
         from_experiment=args.from_experiment,
         top_k=args.top_k,
+        amp=args.amp,
     )
     return launch(settings, quiet=args.quiet)

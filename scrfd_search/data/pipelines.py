@@ -11,7 +11,8 @@ LARGE_CROPS: tuple[float, ...] = (0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 
 SMALL_CROPS: tuple[float, ...] = (0.3, 0.45, 0.6, 0.8, 1.0)
 
 TEST_META_KEYS = ("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")
-TRAIN_META_KEYS = TEST_META_KEYS + ("flip", "flip_direction")
+# "photometric": the distortion drawn per image, applied on the device by FaceDataPreprocessor
+TRAIN_META_KEYS = TEST_META_KEYS + ("flip", "flip_direction", "photometric")
 # Modules a config's custom_imports must list so that the types below are registered in mmdet.
 CUSTOM_IMPORTS = ("scrfd_search.data.datasets", "scrfd_search.data.transforms")
 # The official layout's annotation folder; the evaluation kit's .mat ground truth is expected there too.
@@ -21,15 +22,19 @@ GT_SUBDIR = "wider_face_split"
 def train_pipeline(
     img_size: int = 640, crop_choice: Sequence[float] = LARGE_CROPS, with_keypoints: bool = False
 ) -> list[dict]:
-    """The reference training pipeline: load, crop, resize to a square, flip, photometric, pack."""
+    """The reference training pipeline: load, crop, resize to a square, flip, photometric, pack.
+
+    The photometric step only draws its parameters here; FaceDataPreprocessor applies them to the
+    batch on the training device (see scrfd_search.models.preprocessor).
+    """
     return [
         dict(type="LoadImageFromFile"),
         dict(type="LoadFaceAnnotations", with_bbox=True, with_keypoints=with_keypoints),
-        dict(type="RandomSquareCrop", crop_choice=tuple(float(c) for c in crop_choice)),
+        dict(type="RandomSquareCrop", crop_choice=tuple(float(c) for c in crop_choice), lazy=True),
         dict(type="FaceResize", scale=(img_size, img_size), keep_ratio=False),
         dict(type="FaceRandomFlip", prob=0.5),
         dict(
-            type="PhotoMetricDistortion",
+            type="DrawPhotoMetricDistortion",
             brightness_delta=32,
             contrast_range=(0.5, 1.5),
             saturation_range=(0.5, 1.5),

@@ -26,7 +26,7 @@ ANCHOR_GENERATOR = dict(
 )
 ATSS_TOPK = 9
 # Transforms that change no box: left out of the statistics pipeline.
-BOX_NEUTRAL_TRANSFORMS = ("PhotoMetricDistortion", "PackFaceInputs")
+BOX_NEUTRAL_TRANSFORMS = ("PhotoMetricDistortion", "DrawPhotoMetricDistortion", "PackFaceInputs")
 
 
 @dataclass(frozen=True)

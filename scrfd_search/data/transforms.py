@@ -1,5 +1,6 @@
-"""Face transforms for mmdet 3.x pipelines: keypoint-aware loading, resize, flip and packing, and
-SCRFD's large square crop (sample redistribution).
+"""Face transforms for mmdet 3.x pipelines: keypoint-aware loading, resize, flip and packing,
+SCRFD's large square crop (sample redistribution), and the draw of mmdet's photometric distortion
+(applied on the training device by scrfd_search.models.preprocessor).
 
 Keypoints travel as `results['gt_keypoints']`: float32 (N, 5, 3) holding x, y, visible (1/0), in the
 order left eye, right eye, nose, left mouth corner, right mouth corner (left = smaller x). Randomness
@@ -10,18 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
-from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs, RandomFlip, Resize
+from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs, PhotoMetricDistortion, RandomFlip, Resize
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import autocast_box_type
 
 from scrfd_search.data.annotations import NUM_KEYPOINTS
 from scrfd_search.data.pipelines import LARGE_CROPS
+from scrfd_search.models.preprocessor import PHOTOMETRIC_KEY
 
 # Index permutation applied to landmarks under a horizontal flip: the eyes and the mouth corners
 # trade places, the nose stays.
 HFLIP_KEYPOINT_ORDER = (1, 0, 2, 4, 3)
+# A square crop that RandomSquareCrop(lazy=True) leaves for FaceResize to cut and scale in one step.
+PENDING_CROP_KEY = "pending_square_crop"
 MAX_SCALE_ROUNDS = 64  # the reference retries forever; bound it and then keep the image uncropped
 
 
@@ -86,6 +91,11 @@ class RandomSquareCrop(BaseTransform):
     A position is accepted once it keeps at least one valid (non-ignored) face; an image without
     valid faces takes the first position. After `max_tries` failures a new scale is drawn (or, when
     no choice exceeds 1, the scale grows by 1.2), as in the reference.
+
+    With `lazy`, the image is not cut here: the patch is left in results for the FaceResize that
+    must follow, which produces the resized crop straight from the image. A crop up to twice the
+    short side would otherwise be padded into an array of up to 2048 x 2048 x 3 only to be shrunk
+    to 640 x 640; the training pipeline spends that time on every other image.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class RandomSquareCrop(BaseTransform):
         max_tries: int = 250,
         pad_value: float = 128,
         bbox_clip_border: bool = True,
+        lazy: bool = False,
     ) -> None:
         if not crop_choice or min(crop_choice) <= 0:
             raise ValueError(f"crop_choice must be positive ratios, got {crop_choice!r}")
@@ -101,6 +112,7 @@ class RandomSquareCrop(BaseTransform):
         self.max_tries = int(max_tries)
         self.pad_value = pad_value
         self.bbox_clip_border = bbox_clip_border
+        self.lazy = lazy
 
     def _find_patch(self, width: int, height: int, centers: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
         """Draw (left, top, right, bottom) until a crop keeps a valid face centre; None if never."""
@@ -131,14 +143,25 @@ class RandomSquareCrop(BaseTransform):
         )
 
     def _crop_image(self, img: np.ndarray, patch: np.ndarray) -> np.ndarray:
-        """Cut the patch out of img, filling what lies outside the image with pad_value."""
+        """Cut the patch out of img, filling what lies outside the image with pad_value.
+
+        A patch inside the image is returned as a view (the resize that follows reads it in place);
+        a larger one is padded by OpenCV in one pass (a filled array plus a copy costs twice that).
+        """
         left, top, right, bottom = (int(v) for v in patch)
-        out = np.full((bottom - top, right - left) + img.shape[2:], self.pad_value, dtype=img.dtype)
-        src_x1, src_y1 = max(left, 0), max(top, 0)
-        src_x2, src_y2 = min(right, img.shape[1]), min(bottom, img.shape[0])
-        if src_x2 > src_x1 and src_y2 > src_y1:
-            out[src_y1 - top : src_y2 - top, src_x1 - left : src_x2 - left] = img[src_y1:src_y2, src_x1:src_x2]
-        return out
+        height, width = img.shape[:2]
+        src_x1, src_y1 = min(max(left, 0), width), min(max(top, 0), height)
+        src_x2, src_y2 = max(min(right, width), src_x1), max(min(bottom, height), src_y1)
+        inside = img[src_y1:src_y2, src_x1:src_x2]
+        pads = (src_y1 - top, bottom - src_y2, src_x1 - left, right - src_x2)
+        if not any(pads):
+            return inside
+        if inside.size == 0 or img.dtype != np.uint8:
+            out = np.full((bottom - top, right - left) + img.shape[2:], self.pad_value, dtype=img.dtype)
+            out[pads[0] : pads[0] + inside.shape[0], pads[2] : pads[2] + inside.shape[1]] = inside
+            return out
+        value = [float(self.pad_value)] * (img.shape[2] if img.ndim == 3 else 1)
+        return cv2.copyMakeBorder(inside, *pads, cv2.BORDER_CONSTANT, value=value)
 
     def _crop_annotations(self, results: dict, patch: np.ndarray, keep: np.ndarray) -> None:
         """Keep the faces whose centre is inside; shift (and clip) their boxes and keypoints."""
@@ -171,6 +194,11 @@ class RandomSquareCrop(BaseTransform):
             return results
         if "gt_bboxes" in results:
             self._crop_annotations(results, patch, self._centers_inside(centers, patch))
+        if self.lazy:
+            results[PENDING_CROP_KEY] = (int(patch[0]), int(patch[1]), int(patch[2] - patch[0]), self.pad_value)
+            side = int(patch[2] - patch[0])
+            results["img_shape"] = (side, side)
+            return results
         results["img"] = self._crop_image(img, patch)
         results["img_shape"] = results["img"].shape[:2]
         return results
@@ -178,13 +206,69 @@ class RandomSquareCrop(BaseTransform):
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}(crop_choice={self.crop_choice}, max_tries={self.max_tries}, "
-            f"pad_value={self.pad_value}, bbox_clip_border={self.bbox_clip_border})"
+            f"pad_value={self.pad_value}, bbox_clip_border={self.bbox_clip_border}, lazy={self.lazy})"
         )
+
+
+def crop_and_resize(
+    img: np.ndarray, left: int, top: int, side: int, size: tuple[int, int], pad_value: float
+) -> np.ndarray:
+    """cv2.resize of the square patch (left, top, side) of img, padded with pad_value, to size (w, h).
+
+    A patch inside the image is resized from a view. Otherwise only the part of the output that
+    the image reaches is computed, by an affine warp with cv2.resize's pixel-centre mapping (the
+    rest is pad_value); the result equals resizing the padded patch up to OpenCV's fixed-point
+    rounding (at most 1 grey level).
+    """
+    height, width = img.shape[:2]
+    out_w, out_h = size
+    if left >= 0 and top >= 0 and left + side <= width and top + side <= height:
+        return cv2.resize(img[top : top + side, left : left + side], size, interpolation=cv2.INTER_LINEAR)
+    sx, sy = out_w / side, out_h / side
+    out = np.full((out_h, out_w) + img.shape[2:], pad_value, dtype=img.dtype)
+    # output pixels whose sample (x + 0.5) / s - 0.5 + left lies within one pixel of the image
+    x0 = max(0, int(np.floor((max(left, 0) - left - 1) * sx)))
+    x1 = min(out_w, int(np.ceil((min(left + side, width) - left + 1) * sx)))
+    y0 = max(0, int(np.floor((max(top, 0) - top - 1) * sy)))
+    y1 = min(out_h, int(np.ceil((min(top + side, height) - top + 1) * sy)))
+    if x1 <= x0 or y1 <= y0:
+        return out
+    matrix = np.array(
+        [[1 / sx, 0, (x0 + 0.5) / sx - 0.5 + left], [0, 1 / sy, (y0 + 0.5) / sy - 0.5 + top]], dtype=np.float64
+    )
+    border = [float(pad_value)] * (img.shape[2] if img.ndim == 3 else 1)
+    out[y0:y1, x0:x1] = cv2.warpAffine(
+        img,
+        matrix,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border,
+    )
+    return out
 
 
 @TRANSFORMS.register_module()
 class FaceResize(Resize):
-    """mmdet Resize that also scales gt_keypoints (and hides those clipped off the border)."""
+    """mmdet Resize that also scales gt_keypoints (and hides those clipped off the border).
+
+    A square crop left pending by RandomSquareCrop(lazy=True) is cut and resized here in one step.
+    """
+
+    def _resize_img(self, results: dict) -> None:
+        """mmdet's image resize, or the pending square crop resized straight from the full image."""
+        pending = results.pop(PENDING_CROP_KEY, None)
+        if pending is None:
+            super()._resize_img(results)
+            return
+        if self.keep_ratio:
+            raise ValueError("FaceResize: a pending square crop needs keep_ratio=False")
+        left, top, side, pad_value = pending
+        img = crop_and_resize(results["img"], left, top, side, tuple(results["scale"]), pad_value)
+        results["img"] = img
+        results["img_shape"] = img.shape[:2]
+        results["scale_factor"] = (img.shape[1] / side, img.shape[0] / side)
+        results["keep_ratio"] = False
 
     def transform(self, results: dict) -> dict:
         """Resize the image and boxes as mmdet does, then the keypoints by the same factors."""
@@ -220,8 +304,19 @@ class FaceRandomFlip(RandomFlip):
     """mmdet RandomFlip that also mirrors gt_keypoints and swaps eyes 0<->1, mouth corners 3<->4."""
 
     def _flip(self, results: dict) -> None:
-        """Flip image and boxes as mmdet does, then the keypoints."""
-        super()._flip(results)
+        """Flip image, boxes and keypoints.
+
+        The image is flipped by OpenCV into a new contiguous array: mmdet's np.flip view makes every
+        later step (photometric lookups, packing) copy it first, which costs 40 times the flip.
+        """
+        direction = results["flip_direction"]
+        codes = {"horizontal": 1, "vertical": 0, "diagonal": -1}
+        if direction not in codes:
+            raise ValueError(f"FaceRandomFlip: unknown flip direction {direction!r}")
+        results["img"] = cv2.flip(results["img"], codes[direction])
+        if results.get("gt_bboxes") is not None:
+            results["gt_bboxes"].flip_(results["img"].shape[:2], direction)
+        self._record_homography_matrix(results)
         if results.get("gt_keypoints") is not None:
             results["gt_keypoints"] = flip_keypoints(
                 results["gt_keypoints"], results["img"].shape[:2], results["flip_direction"]
@@ -233,3 +328,34 @@ class PackFaceInputs(PackDetInputs):
     """mmdet PackDetInputs that also packs gt_keypoints into gt_instances.keypoints (N, 5, 3) float."""
 
     mapping_table = {**PackDetInputs.mapping_table, "gt_keypoints": "keypoints"}
+
+
+@TRANSFORMS.register_module()
+class DrawPhotoMetricDistortion(PhotoMetricDistortion):
+    """Draw mmdet's PhotoMetricDistortion parameters for this image; apply them later, on the device.
+
+    The draws are mmdet's own (`_random_flags`: numpy's global RNG, same order), stored in
+    results['photometric'] for `FaceDataPreprocessor`, which applies the same steps to the batch on
+    the trial's device. The loader then ships uint8 images (a quarter of float32's bytes) and spends
+    no time on the float HSV round trip.
+    """
+
+    def transform(self, results: dict) -> dict:
+        """Add this image's photometric parameters to results (the image is left as it is)."""
+        (mode, brightness, contrast, saturation, hue, swap, delta, alpha, sat_value, hue_value, order) = (
+            self._random_flags()
+        )
+        results[PHOTOMETRIC_KEY] = {
+            "mode": int(mode),
+            "brightness": bool(brightness),
+            "contrast": bool(contrast),
+            "saturation": bool(saturation),
+            "hue": bool(hue),
+            "swap": bool(swap),
+            "delta": float(delta),
+            "alpha": float(alpha),
+            "saturation_value": float(sat_value),
+            "hue_value": float(hue_value),
+            "order": [int(i) for i in order],
+        }
+        return results

@@ -2,5 +2,6 @@
 
 from scrfd_search.models.backbones import SCRFDMobileNet, SCRFDResNet
 from scrfd_search.models.head import SCRFDHead
+from scrfd_search.models.preprocessor import FaceDataPreprocessor
 
-__all__ = ["SCRFDHead", "SCRFDMobileNet", "SCRFDResNet"]
+__all__ = ["FaceDataPreprocessor", "SCRFDHead", "SCRFDMobileNet", "SCRFDResNet"]

@@ -4,7 +4,8 @@ Boxes are regressed as the four distances from the anchor centre to the box side
 level's stride; classification is a joint face/IoU-quality score trained with Quality Focal Loss;
 assignment is mmdet's ATSSAssigner. Only the layers and the target/loss/predict glue live here
 (mmdet has no head with a shared cls/reg tower plus a keypoint branch); the assigner, sampler,
-losses, anchor generator, box coder and NMS are mmdet's.
+losses, anchor generator and box coder are mmdet's. NMS is torchvision's: mmdet's calls mmcv's
+compiled kernel, which the project's mmcv build has for the CPU only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torchvision
 from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule, Scale
 from mmdet.models.dense_heads.anchor_head import AnchorHead
 from mmdet.models.dense_heads.gfl_head import GFLHead
@@ -350,3 +352,32 @@ class SCRFDHead(AnchorHead):
                 kps = kps / kps.new_tensor(img_meta["scale_factor"][:2])
             results.keypoints = kps
         return self._bbox_post_process(results, cfg, rescale=rescale, with_nms=with_nms, img_meta=img_meta)
+
+    def _bbox_post_process(
+        self,
+        results: InstanceData,
+        cfg: ConfigDict,
+        rescale: bool = False,
+        with_nms: bool = True,
+        img_meta: dict | None = None,
+    ) -> InstanceData:
+        """mmdet's post-processing (rescale, size filter, NMS, keep max_per_img), NMS by torchvision.
+
+        mmdet's version calls mmcv.ops.batched_nms, a compiled mmcv kernel: setup builds mmcv's CPU
+        kernels only (no nvcc needed on a GPU machine), so on a CUDA tensor it would fail. torchvision's
+        NMS runs the same greedy algorithm (suppress IoU > threshold, highest score first) and ships its
+        CUDA kernels inside torch's own wheels.
+        """
+        results = super()._bbox_post_process(results, cfg, rescale=rescale, with_nms=False, img_meta=img_meta)
+        if not with_nms or results.bboxes.numel() == 0:
+            return results
+        nms = cfg.nms
+        if nms.get("type", "nms") != "nms":
+            raise ValueError(f"test_cfg.nms.type: only 'nms' is supported, got {nms.get('type')!r}")
+        boxes = get_box_tensor(results.bboxes)
+        if nms.get("class_agnostic", False):
+            keep = torchvision.ops.nms(boxes, results.scores, float(nms.iou_threshold))
+        else:
+            keep = torchvision.ops.batched_nms(boxes, results.scores, results.labels, float(nms.iou_threshold))
+        max_per_img = cfg.get("max_per_img", -1)
+        return results[keep] if max_per_img is None or max_per_img < 0 else results[keep[:max_per_img]]

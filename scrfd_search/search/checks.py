@@ -61,8 +61,11 @@ def check_trial_resources(cpus_per_trial: float, gpus_per_trial: float, node_cpu
             f"(on the largest node); ask for at most {node_cpus:g}"
         )
     if gpus_per_trial > node_gpus:
-        have = f"{node_gpus:g} GPUs are" if node_gpus else "no GPU is"
-        raise UserError(f"--gpus-per-trial: {gpus_per_trial:g} requested but {have} available")
+        have = f"the largest node has {node_gpus:g} GPUs" if node_gpus else "no GPU is available"
+        raise UserError(
+            f"--gpus-per-trial: {gpus_per_trial:g} requested but {have} (a trial runs on one node); "
+            f"ask for at most {node_gpus:g}"
+        )
     if gpus_per_trial > 1 and gpus_per_trial != int(gpus_per_trial):
         raise UserError(f"--gpus-per-trial: {gpus_per_trial:g}: a fraction must be below 1 (or a whole number)")
 

@@ -34,7 +34,7 @@ from scrfd_search.search.checks import (
 from scrfd_search.search.constraint import ShareConstraint, constraint_from_store
 from scrfd_search.search.settings import CONSTRAINT_FILE, SearchSettings, asha_grace_period
 from scrfd_search.search.store import ExperimentStore, store_path
-from scrfd_search.search.trial import TrialSettings, run_trial
+from scrfd_search.search.trial import TrialSettings, data_workers, run_trial
 from scrfd_search.space.search_space import SearchSpace
 
 INTERRUPTED_EXIT = 130
@@ -194,6 +194,7 @@ def build_trainable(settings: SearchSettings) -> Any:
         trials_root=str(settings.trials_root),
         device=settings.device,
         threads=max(1, int(settings.cpus_per_trial)),
+        amp=settings.amp,
     )
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial or 0.0}
     return tune.with_resources(tune.with_parameters(run_trial, settings=trial_settings), resources)
@@ -295,7 +296,8 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
     _say(
         quiet,
         f"search {s.name}: {s.trials} trials ({s.searcher}, {s.scheduler}), up to {s.max_concurrent} at once "
-        f"with {s.cpus_per_trial:g} CPUs and {s.gpus_per_trial:g} GPUs each; results in {s.path}",
+        f"with {s.cpus_per_trial:g} CPUs ({data_workers(s.cpus_per_trial)} data-loader workers) and "
+        f"{s.gpus_per_trial:g} GPUs each{' (mixed precision)' if s.amp else ''}; results in {s.path}",
     )
     return _fit(build_tuner(prepared, quiet), s, store, quiet)
 

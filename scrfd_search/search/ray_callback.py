@@ -8,9 +8,10 @@ from typing import Any
 
 from ray.tune import Callback
 
+from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.flops.report import FlopsReport
 from scrfd_search.search.store import ExperimentStore, TrialRecord
-from scrfd_search.search.trial import METRICS, trial_work_dir
+from scrfd_search.search.trial import trial_work_dir
 from scrfd_search.space.arch import ArchSpec
 
 MAX_ERROR_CHARS = 2000
@@ -35,8 +36,11 @@ def with_result(record: TrialRecord, result: dict[str, Any] | None) -> TrialReco
     """The row updated with the APs and epoch of a reported result (unchanged when result lacks them)."""
     if not result or "hard" not in result:
         return record
-    aps = {k: float(result[k]) for k in METRICS if result.get(k) is not None}
-    return record.updated(**aps, epochs_run=int(result.get("epoch", record.epochs_run)))
+    aps = {k: float(result[k]) for k in SUBSETS if result.get(k) is not None}
+    extra = record.extra
+    if isinstance(result.get("placement"), dict):  # where the trial runs: node, GPU ids, device, workers
+        extra = {**extra, "placement": result["placement"]}
+    return record.updated(**aps, epochs_run=int(result.get("epoch", record.epochs_run)), extra=extra)
 
 
 def error_summary(text: str | None) -> str:

@@ -44,6 +44,7 @@ class SearchSettings:
     address: str | None = None
     from_experiment: str | None = None
     top_k: int | None = None
+    amp: bool = False
 
     def __post_init__(self) -> None:
         """Reject values no search can run with."""
@@ -66,6 +67,8 @@ class SearchSettings:
             raise UserError(f"--max-concurrent: {self.max_concurrent} must be at least 1")
         if self.top_k is not None and self.from_experiment is None:
             raise UserError("--top-k: only meaningful with --from STEP1_NAME")
+        if self.amp and self.gpus_per_trial == 0:
+            raise UserError("--amp: mixed precision needs GPUs, and --gpus-per-trial is 0")
 
     @property
     def path(self) -> Path:

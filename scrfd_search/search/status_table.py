@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.search.store import TrialRecord, ranked
+from scrfd_search.search.trial import data_workers, trial_placement
 
 STATE_ORDER = {"TERMINATED": 0, "RUNNING": 1, "PENDING": 2, "ERROR": 3}
 
@@ -94,6 +96,31 @@ def leaderboard_table(trials: list[TrialRecord]) -> str:
     return "\n".join(lines)
 
 
+def placement_of(trial: TrialRecord) -> dict[str, Any] | None:
+    """Where a trial ran: from its last report, else from the start event in its work folder."""
+    if isinstance(trial.extra.get("placement"), dict):
+        return trial.extra["placement"]
+    work_dir = trial.extra.get("work_dir")
+    return trial_placement(Path(work_dir)) if work_dir else None
+
+
+def placement_lines(trials: list[TrialRecord]) -> list[str]:
+    """One line per started trial: node, GPU ids Ray assigned, training device, data-loader workers."""
+    lines = []
+    for trial in sorted(trials, key=lambda t: t.trial_id):
+        where = placement_of(trial)
+        if where is None:
+            continue
+        node = f"{where.get('node_ip', '?')} ({str(where.get('node_id', '?'))[:8]})"
+        gpus = ",".join(where.get("gpu_ids") or []) or "-"
+        device = where.get("device", "?")
+        line = f"  {trial.trial_id:<12} node {node:<26} GPU {gpus:<5} {device:<5} {where.get('workers', '?')} workers"
+        if where.get("device_note"):
+            line += f"  ! {where['device_note']}"
+        lines.append(line)
+    return lines
+
+
 def status_text(experiment: dict[str, Any], trials: list[TrialRecord]) -> str:
     """What `status` prints: a header, the progress line, the constraint (step 2), the table, errors."""
     name = experiment.get("name", "?")
@@ -108,7 +135,17 @@ def status_text(experiment: dict[str, Any], trials: list[TrialRecord]) -> str:
     ]
     if experiment.get("constraint"):
         lines.append("constraint: " + ShareConstraint.from_dict(experiment["constraint"]).describe())
+    cpus = float(experiment.get("cpus_per_trial") or 1)
+    gpus = experiment.get("gpus_per_trial")
+    lines.append(
+        f"each trial: {cpus:g} CPUs ({data_workers(cpus)} data-loader workers), "
+        f"{0 if gpus is None else gpus:g} GPUs{', mixed precision' if experiment.get('amp') else ''}"
+    )
     lines += ["", "GFLOPs shares per component in %, APs in %", leaderboard_table(trials)]
+    placed = placement_lines(trials)
+    if placed:
+        lines += ["", "where the trials ran (node IP and id, GPU ids Ray assigned, device, data-loader workers):"]
+        lines += placed
     errors = [t for t in trials if t.state == "ERROR"]
     if errors:
         lines += ["", "errors:"] + [f"  {t.trial_id}: {t.error}" for t in errors]
@@ -122,6 +159,7 @@ def status_json(experiment: dict[str, Any], trials: list[TrialRecord]) -> dict[s
         row = t.to_dict()
         row["rank"] = rank
         row["shares"] = {c: t.flops.gflops[c] / t.flops.total_gflops for c in COMPONENTS}
+        row["placement"] = placement_of(t)
         rows.append(row)
     return {
         "name": experiment.get("name"),

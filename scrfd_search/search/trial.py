@@ -6,6 +6,7 @@ import json
 import math
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,39 @@ class TrialSettings:
     trials_root: str
     device: str
     threads: int
+    amp: bool = False
+
+
+def data_workers(cpus_per_trial: float) -> int:
+    """Data-loader worker processes of one trial: all its cores but the one that drives training."""
+    return max(0, int(cpus_per_trial) - 1)
+
+
+def ray_placement() -> dict[str, Any]:
+    """Where Ray put the running trial: node id and IP, the GPU ids it assigned, CUDA_VISIBLE_DEVICES."""
+    import ray
+
+    context = ray.get_runtime_context()
+    return {
+        "node_id": context.get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def choose_device(requested: str, gpu_ids: list[str], cuda_available: bool) -> tuple[str, str | None]:
+    """The device a trial trains on, and a note when it cannot use the GPU Ray assigned it.
+
+    Ray hands out GPUs as logical resources: a node started with more `--num-gpus` than it really
+    has (or with a broken driver) gives trials GPU ids that torch cannot open. The trial then trains
+    on the CPU rather than failing, and says so: the note goes to the trial's log, its event file,
+    its reports and `status` (run `scrfd-search doctor` on that node to find out why).
+    """
+    if requested != "cuda" or cuda_available:
+        return requested, None
+    ids = ",".join(gpu_ids) if gpu_ids else "none"
+    return "cpu", f"Ray assigned GPU {ids} but torch sees no CUDA device: training on the CPU"
 
 
 def trial_work_dir(trials_root: str | os.PathLike, trial_id: str) -> Path:
@@ -73,17 +107,28 @@ def _has_checkpoint(work_dir: Path) -> bool:
 
 
 def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
-    """Ray Tune function trainable: train config['arch'] and tune.report APs after every validation."""
-    import torch
+    """Ray Tune function trainable: train config['arch'] and tune.report APs after every validation.
+
+    The trial first records where it runs (node, GPU ids, device, loader workers) in its event file
+    and then adds that placement to every report, so `status` can show it.
+    """
     from ray import tune
+
+    placement = ray_placement()
+    import torch
 
     from scrfd_search.training import train_candidate, warmup_iters_for  # torch/mmengine, in the worker only
 
     torch.set_num_threads(max(1, settings.threads))
-    work_dir = trial_work_dir(settings.trials_root, tune.get_context().get_trial_id())
+    trial_id = tune.get_context().get_trial_id()
+    work_dir = trial_work_dir(settings.trials_root, trial_id)
     work_dir.mkdir(parents=True, exist_ok=True)
+    device, note = choose_device(settings.device, placement["gpu_ids"], torch.cuda.is_available())
+    if note is not None:
+        print(f"[scrfd-search] trial {trial_id}: {note}", file=sys.stderr, flush=True)
+    placement.update(device=device, device_note=note, workers=data_workers(settings.threads))
     resume = _has_checkpoint(work_dir)
-    append_event(work_dir, "start", resume=resume)
+    append_event(work_dir, "start", resume=resume, placement=placement)
     arch = ArchSpec.from_dict(config["arch"], "trial config")
     reported: list[int] = []
 
@@ -91,7 +136,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         """Forward every validation to Ray Tune (ASHA decides on these; it may stop the trial here)."""
         metrics = ap_metrics(epoch, aps)
         append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
-        tune.report(metrics)
+        tune.report({**metrics, "placement": placement})
         reported.append(epoch)
 
     data = DataSettings(
@@ -99,8 +144,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         gt_dir=str(Path(settings.data_root) / GT_DIR),
         img_size=settings.img_size,
         batch_size=settings.batch_size,
-        # the trial's cores: one runs training, the others load data
-        num_workers=settings.threads - 1,
+        num_workers=placement["workers"],
     )
     result = train_candidate(
         arch,
@@ -112,12 +156,26 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
             val_interval=settings.val_interval,
         ),
         work_dir,
-        device=settings.device,
+        device=device,
         seed=settings.seed,
         on_validation=on_validation,
         resume=resume,
+        amp=settings.amp and device == "cuda",
     )
     final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
     if not reported:
-        tune.report(ap_metrics(result.epochs_run, final))
-    append_event(work_dir, "end", epochs_run=result.epochs_run, **final)
+        tune.report({**ap_metrics(result.epochs_run, final), "placement": placement})
+    append_event(
+        work_dir,
+        "end",
+        epochs_run=result.epochs_run,
+        images_per_s=result.images_per_s,
+        peak_memory_mib=result.peak_memory_mib,
+        **final,
+    )
+
+
+def trial_placement(work_dir: Path) -> dict[str, Any] | None:
+    """The placement a trial recorded at its last start (None if it never started)."""
+    starts = [e for e in read_events(work_dir) if e.get("event") == "start" and "placement" in e]
+    return starts[-1]["placement"] if starts else None

@@ -5,11 +5,15 @@ data_root = 'data/widerface/'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadFaceAnnotations', with_bbox=True, with_keypoints=False),
-    dict(type='RandomSquareCrop', crop_choice=(0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)),
+    dict(
+        type='RandomSquareCrop',
+        crop_choice=(0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0),
+        lazy=True,
+    ),
     dict(type='FaceResize', scale=(640, 640), keep_ratio=False),
     dict(type='FaceRandomFlip', prob=0.5),
     dict(
-        type='PhotoMetricDistortion',
+        type='DrawPhotoMetricDistortion',
         brightness_delta=32,
         contrast_range=(0.5, 1.5),
         saturation_range=(0.5, 1.5),
@@ -17,7 +21,16 @@ train_pipeline = [
     ),
     dict(
         type='PackFaceInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction'),
+        meta_keys=(
+            'img_id',
+            'img_path',
+            'ori_shape',
+            'img_shape',
+            'scale_factor',
+            'flip',
+            'flip_direction',
+            'photometric',
+        ),
     ),
 ]
 test_pipeline = [

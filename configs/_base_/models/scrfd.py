@@ -4,7 +4,7 @@
 model = dict(
     type='SingleStageDetector',
     data_preprocessor=dict(
-        type='DetDataPreprocessor',
+        type='FaceDataPreprocessor',
         mean=[127.5, 127.5, 127.5],
         std=[128.0, 128.0, 128.0],
         bgr_to_rgb=True,
