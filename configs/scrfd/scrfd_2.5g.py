@@ -41,7 +41,8 @@ model = dict(
             48,
             48,
             80,
-        ]),
+        ],
+        zero_init_residual=True),
     bbox_head=dict(
         anchor_generator=dict(
             base_sizes=[
@@ -63,6 +64,7 @@ model = dict(
             ],
             type='AnchorGenerator'),
         bbox_coder=dict(type='DistancePointBBoxCoder'),
+        box_scale=True,
         depthwise=False,
         feat_channels=64,
         in_channels=24,
@@ -140,6 +142,7 @@ resume = False
 scrfd_arch = dict(
     block='basic',
     head=dict(
+        box_scale=True,
         depthwise=False,
         gn_groups=16,
         keypoints=False,
@@ -206,6 +209,7 @@ train_dataloader = dict(
                 with_bbox=True,
                 with_keypoints=False),
             dict(
+                bbox_clip_border=False,
                 crop_choice=(
                     0.3,
                     0.45,
@@ -219,10 +223,14 @@ train_dataloader = dict(
                     2.0,
                 ),
                 type='RandomSquareCrop'),
-            dict(keep_ratio=False, scale=(
-                640,
-                640,
-            ), type='FaceResize'),
+            dict(
+                clip_object_border=False,
+                keep_ratio=False,
+                scale=(
+                    640,
+                    640,
+                ),
+                type='FaceResize'),
             dict(prob=0.5, type='FaceRandomFlip'),
             dict(
                 brightness_delta=32,

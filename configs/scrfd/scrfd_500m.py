@@ -62,6 +62,7 @@ model = dict(
             ],
             type='AnchorGenerator'),
         bbox_coder=dict(type='DistancePointBBoxCoder'),
+        box_scale=True,
         depthwise=True,
         feat_channels=64,
         in_channels=16,
@@ -139,6 +140,7 @@ resume = False
 scrfd_arch = dict(
     block='depthwise',
     head=dict(
+        box_scale=True,
         depthwise=True,
         gn_groups=16,
         keypoints=False,
@@ -205,6 +207,7 @@ train_dataloader = dict(
                 with_bbox=True,
                 with_keypoints=False),
             dict(
+                bbox_clip_border=True,
                 crop_choice=(
                     0.3,
                     0.45,
@@ -218,10 +221,14 @@ train_dataloader = dict(
                     2.0,
                 ),
                 type='RandomSquareCrop'),
-            dict(keep_ratio=False, scale=(
-                640,
-                640,
-            ), type='FaceResize'),
+            dict(
+                clip_object_border=True,
+                keep_ratio=False,
+                scale=(
+                    640,
+                    640,
+                ),
+                type='FaceResize'),
             dict(prob=0.5, type='FaceRandomFlip'),
             dict(
                 brightness_delta=32,
