@@ -170,7 +170,9 @@ class OnnxDetector:
             )
         outputs = self.session.run(None, {self.session.get_inputs()[0].name: tensor.numpy()})
         names = released_output_names(self.with_keypoints)
-        return [np.asarray(o).reshape(-1, OUTPUT_CHANNELS[n.rsplit("_", 1)[0]]) for n, o in zip(names, outputs, strict=True)]
+        return [
+            np.asarray(o).reshape(-1, OUTPUT_CHANNELS[n.rsplit("_", 1)[0]]) for n, o in zip(names, outputs, strict=True)
+        ]
 
     def __call__(self, item: ModelInput, score_thr: float, nms_iou: float) -> Detections:
         """Detect faces in one prepared image."""
@@ -205,7 +207,15 @@ def draw(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
     for i, (box, score) in enumerate(zip(detections.boxes, detections.scores, strict=True)):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 255, 0), thickness)
-        cv2.putText(canvas, f"{score:.2f}", (x1, max(0, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 255, 0), thickness)
+        cv2.putText(
+            canvas,
+            f"{score:.2f}",
+            (x1, max(0, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            (0, 255, 0),
+            thickness,
+        )
         if detections.keypoints is not None:
             for (x, y), colour in zip(detections.keypoints[i], colours, strict=True):
                 cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, colour, -1)

@@ -120,7 +120,9 @@ def _load_onnx(path: Path) -> Any:
     try:
         proto = onnx.load(str(path))
     except (DecodeError, ValueError, RuntimeError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
-        raise UserError(f"{path}: not an ONNX model ({str(exc).splitlines()[0] if str(exc) else 'cannot parse'})") from None
+        raise UserError(
+            f"{path}: not an ONNX model ({str(exc).splitlines()[0] if str(exc) else 'cannot parse'})"
+        ) from None
     if not proto.graph.node or not any(n.op_type == "Conv" for n in proto.graph.node):
         raise UserError(f"{path}: not an ONNX detector (expected a graph with Conv nodes)")
     return proto
@@ -170,7 +172,12 @@ def _stride_index(key: str, where: str) -> int:
     return STRIDES.index(int(match[1]))
 
 
-MOBILENET_UNIT = {"0": "depthwise_conv.conv", "1": "depthwise_conv.bn", "3": "pointwise_conv.conv", "4": "pointwise_conv.bn"}
+MOBILENET_UNIT = {
+    "0": "depthwise_conv.conv",
+    "1": "depthwise_conv.bn",
+    "3": "pointwise_conv.conv",
+    "4": "pointwise_conv.bn",
+}
 RESNET_STEM = {"0": "0.conv", "1": "0.bn", "3": "1.conv", "4": "1.bn", "6": "2.conv", "7": "2.bn"}
 HEAD_PREDICTORS = {"stride_cls": "conv_cls", "stride_reg": "conv_reg", "stride_kps": "conv_kps"}
 
@@ -277,9 +284,8 @@ def state_from_onnx(path: Path, proto: Any, model: nn.Module, arch: ArchSpec) ->
                 f"{path}: ONNX tensor {conv.weight_name} sits where the architecture has {slot.conv} "
                 f"(expected it at {named})"
             )
-        if slot.conv in seen:  # a shared head conv: every stride must use the same weights
-            if not np.array_equal(seen[slot.conv], conv.weight):
-                raise UserError(f"{path}: {conv.weight_name} differs between strides, but {slot.conv} is shared")
+        if slot.conv in seen and not np.array_equal(seen[slot.conv], conv.weight):  # a shared head conv
+            raise UserError(f"{path}: {conv.weight_name} differs between strides, but {slot.conv} is shared")
         seen[slot.conv] = conv.weight
         bias = torch.from_numpy(conv.bias.copy()) if conv.bias is not None else torch.zeros(slot.shape[0])
         state[f"{slot.conv}.weight"] = torch.from_numpy(conv.weight.copy())
@@ -421,7 +427,11 @@ def checkpoint_bytes(state: dict[str, torch.Tensor], arch: ArchSpec, source: Pat
     meta = {
         "dataset_meta": {"classes": ("face",)},
         "scrfd_arch": arch.to_dict(),
-        "imported_from": {"file": str(source), "kind": report.source_kind, "self_check_max_abs_diff": report.max_abs_diff},
+        "imported_from": {
+            "file": str(source),
+            "kind": report.source_kind,
+            "self_check_max_abs_diff": report.max_abs_diff,
+        },
     }
     buf = io.BytesIO()
     torch.save({"meta": meta, "state_dict": state}, buf)

@@ -178,7 +178,11 @@ def test_keypoint_variants_are_the_references_bnkps_heads():
         assert (arch.block, arch.stages, arch.neck) == (base.block, base.stages, base.neck)
         head = arch.head
         assert (head.norm, head.shared, head.keypoints, head.box_scale) == ("bn", False, True, box_scale)
-        assert (head.num_convs, head.width, head.depthwise) == (base.head.num_convs, base.head.width, base.head.depthwise)
+        assert (head.num_convs, head.width, head.depthwise) == (
+            base.head.num_convs,
+            base.head.width,
+            base.head.depthwise,
+        )
         model = build_model(arch)
         scales = [n for n, _ in model.named_parameters() if n.startswith("bbox_head.scales.")]
         assert len(scales) == (3 if box_scale else 0)

@@ -201,7 +201,12 @@ def test_pareto_marks_the_published_models_from_the_paper(
     rows = [r for r in read_csv(out / "pareto_hard_ap_gflops.csv") if r["source"] == "paper"]
     costs = [t.flops.total_gflops for trials in stores.values() for t in scored(trials)]
     # the paper's table (SCRFD_FACTS.md): GFLOPs at 640x480 and WIDER FACE val hard AP
-    paper = {"scrfd_500m": (0.508, 68.51), "scrfd_2.5g": (2.53, 77.87), "scrfd_10g": (9.98, 83.05), "scrfd_34g": (34.13, 85.29)}
+    paper = {
+        "scrfd_500m": (0.508, 68.51),
+        "scrfd_2.5g": (2.53, 77.87),
+        "scrfd_10g": (9.98, 83.05),
+        "scrfd_34g": (34.13, 85.29),
+    }
     in_range = {n: v for n, v in paper.items() if min(costs) / 3 <= v[0] <= max(costs) * 3}
     assert len(in_range) >= 3  # the fixture's budgets 0.5, 2.5 and 10 GF
     assert {r["trial_id"]: (float(r["total_gflops"]), float(r["hard_ap_pct"])) for r in rows} == in_range

@@ -72,7 +72,9 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     return keep
 
 
-def decode_released(outputs: list[np.ndarray], hw: tuple[int, int], det_scale: float, thr: float = 0.5, iou: float = 0.4):
+def decode_released(
+    outputs: list[np.ndarray], hw: tuple[int, int], det_scale: float, thr: float = 0.5, iou: float = 0.4
+):
     """Released outputs (score_*, bbox_*, kps_*) -> boxes, scores, landmarks in original pixels."""
     boxes, scores, kps = [], [], []
     for level, stride in enumerate(STRIDES):
@@ -250,7 +252,9 @@ def test_exported_onnx_follows_the_released_convention(imported: Path, tmp_path:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     blob, _ = insightface_letterbox(cv2.imread(str(PHOTO)))
     ours = session.run(None, {"input": blob})
-    theirs = onnxruntime.InferenceSession(str(ONNX_500M), providers=["CPUExecutionProvider"]).run(None, {"input.1": blob})
+    theirs = onnxruntime.InferenceSession(str(ONNX_500M), providers=["CPUExecutionProvider"]).run(
+        None, {"input.1": blob}
+    )
     for a, b in zip(ours, theirs, strict=True):
         assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4  # same shapes, same units
     # decoded independently, the exported file finds what `detect` finds with the checkpoint
@@ -290,7 +294,12 @@ def reference_checkpoint(arch: ArchSpec, path: Path, seed: int) -> dict[str, str
     for ours, value in build_model(arch).state_dict().items():
         theirs = reference_name(ours, arch)
         names[ours] = theirs
-        state[theirs] = value.clone() if value.dtype == torch.long else torch.rand(value.shape, generator=gen) + 0.5
+        if value.dtype == torch.long:
+            state[theirs] = value.clone()
+        elif ours.endswith("running_var"):
+            state[theirs] = torch.rand(value.shape, generator=gen) + 0.5
+        else:  # small, so that the random detector stays finite through its depth
+            state[theirs] = (torch.rand(value.shape, generator=gen) - 0.5) * 0.2
     state["bbox_head.integral.project"] = torch.linspace(0, 8, 9)  # the reference head's unused DFL buffer
     torch.save({"meta": {"mmdet_version": "2.7.0", "CLASSES": ("FG",)}, "state_dict": state}, path)
     return names
@@ -311,7 +320,9 @@ def test_reference_checkpoint_is_renamed_tensor_by_tensor(arch: ArchSpec, tmp_pa
     if arch.block == "depthwise":  # names pinned from the reference's code
         assert {"backbone.stem.1.3.weight", "bbox_head.stride_kps.(32, 32).weight"} <= set(names.values())
     else:
-        assert {"backbone.stem.6.weight", "backbone.stem.7.running_var", "bbox_head.scales.2.scale"} <= set(names.values())
+        assert {"backbone.stem.6.weight", "backbone.stem.7.running_var", "bbox_head.scales.2.scale"} <= set(
+            names.values()
+        )
     assert main(["import-weights", str(src), "--arch", str(arch_file), "--out", str(out)]) == 0
     source = torch.load(src, weights_only=True)["state_dict"]
     written = torch.load(out, weights_only=False)
@@ -332,3 +343,45 @@ def test_reference_checkpoint_that_does_not_fit_names_the_layer_and_both_shapes(
     err = capsys.readouterr().err
     assert "backbone.layer2.0.conv1.weight" in err and "(24, 8, 3, 3)" in err and "(16, 8, 3, 3)" in err
     assert not out.exists()
+
+
+def test_onnx_with_folded_norms_and_box_scales_round_trips(tmp_path: Path) -> None:
+    """An ONNX file like the released 2.5GF/10GF ones (ResNet, BN folded, a Scale Mul per stride) imports exactly."""
+    from scrfd_search.export import export_onnx_bytes, released_head_module
+
+    arch = small_resnet_kps()
+    torch.manual_seed(2)
+    model = build_model(arch).eval()
+    with torch.no_grad():  # trained-looking norms and scales, so that folding and the Muls matter
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.copy_(0.1 * torch.randn_like(buf))
+            elif name.endswith("running_var"):
+                buf.copy_(0.5 + torch.rand_like(buf))
+        for name, p in model.named_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+            if name.startswith("bbox_head.scales."):
+                p.fill_(0.5 + float(name[-7]))  # scales.0 -> 0.5, scales.1 -> 1.5, scales.2 -> 2.5
+    path = tmp_path / "folded.onnx"
+    path.write_bytes(export_onnx_bytes(released_head_module(model), True, (128, 128)))
+    (tmp_path / "arch.json").write_text(arch.to_json())
+    out = tmp_path / "imported.pth"
+    assert main(["import-weights", str(path), "--arch", str(tmp_path / "arch.json"), "--out", str(out)]) == 0
+    state = torch.load(out, weights_only=False)["state_dict"]
+    assert [float(state[f"bbox_head.scales.{i}.scale"]) for i in range(3)] == pytest.approx([0.5, 1.5, 2.5])
+    imported = build_model(arch).eval()
+    imported.load_state_dict(state)
+    x = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        for a, b in zip(released_head_module(imported)(x), released_head_module(model)(x), strict=True):
+            assert torch.allclose(a, b, atol=1e-4)
+    # the same file read as an architecture without a box Scale is refused, naming the stride
+    no_scale = tmp_path / "no_scale.json"
+    no_scale.write_text(
+        ArchSpec.from_dict({**arch.to_dict(), "head": {**arch.to_dict()["head"], "box_scale": False}}).to_json()
+    )
+    with pytest.raises(UserError, match="stride-8 box output by 0.5"):
+        from scrfd_search.weights import import_weights
+
+        import_weights(path, no_scale, tmp_path / "never.pth")
+    assert not (tmp_path / "never.pth").exists()

@@ -30,14 +30,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint of this project's detector (.pth)")
     parser.add_argument("--arch", type=Path, help="the checkpoint's ArchSpec JSON")
     parser.add_argument("--config", type=Path, help="or the checkpoint's config (.py), which names its ArchSpec")
-    parser.add_argument("--onnx", type=Path, help="an ONNX file in the released SCRFD convention (instead of --checkpoint)")
+    parser.add_argument(
+        "--onnx", type=Path, help="an ONNX file in the released SCRFD convention (instead of --checkpoint)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--size", type=int, default=640, help="input size: fit and pad to SIZE x SIZE (default 640)")
     parser.add_argument(
-        "--score-thr", type=float, default=None, help=f"keep faces scoring at least this (default {DEFAULT_SCORE_THR}; --wider {WIDER_SCORE_THR})"
+        "--score-thr",
+        type=float,
+        default=None,
+        help=f"keep faces scoring at least this (default {DEFAULT_SCORE_THR}; --wider {WIDER_SCORE_THR})",
     )
     parser.add_argument(
-        "--nms-iou", type=float, default=None, help=f"NMS IoU threshold (default {DEFAULT_NMS_IOU}; --wider {WIDER_NMS_IOU})"
+        "--nms-iou",
+        type=float,
+        default=None,
+        help=f"NMS IoU threshold (default {DEFAULT_NMS_IOU}; --wider {WIDER_NMS_IOU})",
     )
     parser.add_argument("--wider", action="store_true", help="write WIDER FACE prediction files (event folders)")
     parser.add_argument(
@@ -99,13 +107,22 @@ def run(args: argparse.Namespace) -> int:
     from mmengine.utils import ProgressBar
 
     from scrfd_search.evaluation.predictions import write_prediction_file
-    from scrfd_search.inference import CheckpointDetector, OnnxDetector, collect_images, draw, letterbox, read_image
-    from scrfd_search.inference import wider_input
+    from scrfd_search.inference import (
+        CheckpointDetector,
+        OnnxDetector,
+        collect_images,
+        draw,
+        letterbox,
+        read_image,
+        wider_input,
+    )
     from scrfd_search.io_utils import atomic_write_bytes, atomic_write_json
 
     _check(args)
     images = collect_images(args.inputs)
-    detector = OnnxDetector(args.onnx) if args.onnx is not None else CheckpointDetector(_arch_for(args), args.checkpoint)
+    detector = (
+        OnnxDetector(args.onnx) if args.onnx is not None else CheckpointDetector(_arch_for(args), args.checkpoint)
+    )
     score_thr = args.score_thr if args.score_thr is not None else (WIDER_SCORE_THR if args.wider else DEFAULT_SCORE_THR)
     nms_iou = args.nms_iou if args.nms_iou is not None else (WIDER_NMS_IOU if args.wider else DEFAULT_NMS_IOU)
     bar = ProgressBar(len(images), file=sys.stderr) if len(images) > 1 else None
@@ -138,5 +155,7 @@ def run(args: argparse.Namespace) -> int:
         from scrfd_search.errors import UserError
 
         raise UserError(f"none of the {len(images)} image(s) could be read (first: {skipped[0]})")
-    print(f"{faces} face(s) in {done} image(s) written to {args.out}" + (f"; {len(skipped)} skipped" if skipped else ""))
+    print(
+        f"{faces} face(s) in {done} image(s) written to {args.out}" + (f"; {len(skipped)} skipped" if skipped else "")
+    )
     return 1 if skipped else 0

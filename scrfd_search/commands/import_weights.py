@@ -19,7 +19,9 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
     parser.add_argument("src", type=Path, metavar="SRC", help="a released .onnx file or a reference mmdet 2.x .pth")
-    parser.add_argument("--arch", type=Path, required=True, help="the ArchSpec JSON it holds, e.g. configs/scrfd/scrfd_500m_bnkps.json")
+    parser.add_argument(
+        "--arch", type=Path, required=True, help="the ArchSpec JSON it holds, e.g. configs/scrfd/scrfd_500m_bnkps.json"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the checkpoint to write (.pth)")
 
 
@@ -33,5 +35,6 @@ def run(args: argparse.Namespace) -> int:
         check = f"outputs match onnxruntime within {report.max_abs_diff:.1e} on a random {h}x{w} input"
     else:
         check = "every tensor renamed and shape-checked"
-    print(f"{args.out}: {report.tensors} {'convs' if report.source_kind == 'onnx' else 'tensors'} from {args.src}; {check}")
+    what = "convs" if report.source_kind == "onnx" else "tensors"
+    print(f"{args.out}: {report.tensors} {what} from {args.src}; {check}")
     return 0

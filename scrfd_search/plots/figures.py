@@ -45,7 +45,12 @@ SEGMENT_LABEL_MIN = 7.0  # % of a bar: smaller segments are not labelled inside
 # Published models are drawn when their GFLOPs lie within this factor of the searched range, so that
 # a 0.5 GF search is not squeezed into a corner by the 34 GF model.
 PUBLISHED_RANGE_FACTOR = 3.0
-PUBLISHED_LABELS = {"scrfd_500m": "SCRFD-0.5GF", "scrfd_2.5g": "SCRFD-2.5GF", "scrfd_10g": "SCRFD-10GF", "scrfd_34g": "SCRFD-34GF"}
+PUBLISHED_LABELS = {
+    "scrfd_500m": "SCRFD-0.5GF",
+    "scrfd_2.5g": "SCRFD-2.5GF",
+    "scrfd_10g": "SCRFD-10GF",
+    "scrfd_34g": "SCRFD-34GF",
+}
 
 
 def pct(x: float) -> float:
