@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr",
         type=float,
         default=0.01,
-        help="every trial's learning rate, used as given whatever the batch, as in the reference's search (default 0.01)",
+        help="each trial's lr, used as given whatever the batch, as in the reference's search (default 0.01)",
     )
     parser.add_argument(
         "--val-interval", type=int, help="epochs between validations (default: ASHA's first rung, else the end)"
