@@ -385,3 +385,55 @@ def test_onnx_with_folded_norms_and_box_scales_round_trips(tmp_path: Path) -> No
 
         import_weights(path, no_scale, tmp_path / "never.pth")
     assert not (tmp_path / "never.pth").exists()
+
+
+@needs_released
+@pytest.mark.slow  # about 30 s: one tiny epoch from the imported weights, then tools/test.py on demo data
+def test_imported_checkpoint_trains_with_load_from_and_tests_with_tools_test(imported: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+
+    demo = tmp_path / "demo"
+    write_demo_dataset(demo, DemoConfig(num_train=2, num_val=2, seed=1))
+    work = tmp_path / "work"
+    args = ["train", "--arch", str(ARCH_500M), "--data", str(demo), "--epochs", "1", "--img-size", "128"]
+    args += ["--batch-size", "2", "--workers", "0", "--device", "cpu", "--work-dir", str(work)]
+    assert main([*args, "--load-from", str(imported)]) == 0
+    trained = torch.load(work / "epoch_1.pth", weights_only=False)["state_dict"]
+    start = torch.load(imported, weights_only=False)["state_dict"]
+    key = "backbone.layer4.5.pointwise_conv.conv.weight"
+    # one warm-up step at lr 1e-5 barely moves the imported weights (a fresh start would be unrelated)
+    assert torch.allclose(trained[key], start[key], atol=1e-3)
+    # a checkpoint of another architecture is refused before training
+    assert (
+        main([*args, "--load-from", str(imported), "--arch", str(ARCH_2_5G), "--work-dir", str(tmp_path / "w2")]) == 2
+    )
+
+    options = []
+    for part in (
+        "dataset.data_root",
+        "dataset.ann_file",
+        "dataset.data_prefix.img",
+        "num_workers",
+        "persistent_workers",
+    ):
+        value = {
+            "dataset.data_root": demo,
+            "dataset.ann_file": "val/labelv2.txt",
+            "dataset.data_prefix.img": "val/images/",
+        }
+        options.append(f"test_dataloader.{part}={value.get(part, 0 if part == 'num_workers' else False)}")
+    options.append(f"test_evaluator.gt_dir={demo / 'wider_face_split'}")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "test.py"), str(REPO / "configs" / "scrfd" / "scrfd_500m_bnkps.py")]
+        + [str(imported), "--work-dir", str(tmp_path / "test"), "--cfg-options", *options],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "widerface/hard" in proc.stdout
