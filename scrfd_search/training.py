@@ -457,7 +457,8 @@ def train_candidate(
     propagates. resume=True continues from the last checkpoint in work_dir (or starts afresh if there
     is none). validate_before_train adds an epoch-0 validation of the untrained model to the history.
     progress receives one line per epoch (None: silent); verbose shows mmengine's INFO log on stdout.
-    load_from starts from a checkpoint's weights (e.g. one written by `import-weights`). A NaN or infinite loss raises LossDivergedError.
+    load_from starts from a checkpoint's weights (e.g. one written by `import-weights`).
+    A NaN or infinite loss raises LossDivergedError.
     """
     device = resolve_device(device)
     check_data(data)
