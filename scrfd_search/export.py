@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -255,7 +256,12 @@ def load_detector(arch: ArchSpec, checkpoint: Path | None) -> Any:
     if checkpoint is not None:
         # weights_only=False: mmengine checkpoints also pickle the message hub's history; these files are
         # the search's own output, not downloads.
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            raise UserError(f"{checkpoint}: not a PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+        if not isinstance(state, dict):
+            raise UserError(f"{checkpoint}: not a checkpoint (expected a dict with a state_dict)")
         try:
             model.load_state_dict(state.get("state_dict", state), strict=True)
         except RuntimeError as exc:

@@ -222,13 +222,23 @@ def draw(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
     return canvas
 
 
-def collect_images(inputs: list[str | os.PathLike]) -> list[tuple[Path, Path]]:
-    """(image file, its path relative to the output folder without suffix) for files and folders (recursive)."""
+def collect_images(inputs: list[str | os.PathLike], exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """(image file, its path relative to the output folder without suffix) for files and folders (recursive).
+
+    Files under `exclude` (the output folder, when it lies inside an input folder) are left out.
+    """
+    skip = exclude.resolve() if exclude is not None else None
     found: list[tuple[Path, Path]] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and (skip is None or not p.resolve().is_relative_to(skip))
+            )
             found += [(p, p.relative_to(path).with_suffix("")) for p in files]
         elif path.is_file():
             found.append((path, Path(path.stem)))

@@ -214,8 +214,14 @@ def test_detect_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
     arch = tmp_path / "arch.json"
     arch.write_text(RELEASED["scrfd_500m_bnkps"].to_json())
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    other = tmp_path / "other.pth"  # weights of another architecture
+    torch.save({"state_dict": build_model(RELEASED["scrfd_2.5g_bnkps"]).state_dict()}, other)
     cases = [
         (["--checkpoint", str(tmp_path / "none.pth"), "--arch", str(arch)], "no such file"),
+        (["--checkpoint", str(garbage), "--arch", str(arch)], "not a PyTorch checkpoint"),
+        (["--checkpoint", str(other), "--arch", str(arch)], "does not fit"),
         (["--onnx", str(tmp_path / "none.onnx")], "no such file"),
         ([], "exactly one"),
     ]

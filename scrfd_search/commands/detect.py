@@ -59,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _arch_for(args: argparse.Namespace) -> object:
     """The ArchSpec from --arch, from --config's scrfd_arch, or from the checkpoint's own metadata."""
+    import pickle
+
     import torch
     from mmengine.config import Config
 
@@ -76,7 +78,11 @@ def _arch_for(args: argparse.Namespace) -> object:
         if "scrfd_arch" not in data:
             raise UserError(f"--config {args.config}: holds no scrfd_arch (not written by scrfd-search; use --arch)")
         return ArchSpec.from_dict(data["scrfd_arch"], str(args.config))
-    meta = torch.load(args.checkpoint, map_location="cpu", weights_only=False).get("meta", {})
+    try:
+        data = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise UserError(f"--checkpoint {args.checkpoint}: not a PyTorch checkpoint ({exc})") from None
+    meta = data.get("meta", {}) if isinstance(data, dict) else {}
     if "scrfd_arch" not in meta:
         raise UserError(f"--checkpoint {args.checkpoint}: does not name its architecture; give --arch or --config")
     return ArchSpec.from_dict(meta["scrfd_arch"], f"{args.checkpoint} (meta)")
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from scrfd_search.io_utils import atomic_write_bytes, atomic_write_json
 
     _check(args)
-    images = collect_images(args.inputs)
+    images = collect_images(args.inputs, exclude=args.out)
     detector = (
         OnnxDetector(args.onnx) if args.onnx is not None else CheckpointDetector(_arch_for(args), args.checkpoint)
     )
