@@ -112,14 +112,14 @@ def conv_slots(model: nn.Module) -> list[ConvSlot]:
 # ------------------------------------------------------------------ the ONNX side
 
 
-def _load_onnx(path: Path) -> Any:
+def load_onnx(path: Path) -> Any:
     """The ONNX model proto, or one UserError saying the file is not an ONNX model."""
     import onnx
     from google.protobuf.message import DecodeError
 
     try:
         proto = onnx.load(str(path))
-    except (DecodeError, ValueError, RuntimeError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+    except (DecodeError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
         raise UserError(
             f"{path}: not an ONNX model ({str(exc).splitlines()[0] if str(exc) else 'cannot parse'})"
         ) from None
@@ -448,7 +448,7 @@ def import_weights(src: str | os.PathLike, arch_path: str | os.PathLike, out: st
         raise UserError(f"--out {out}: is a folder (expected a checkpoint file name, e.g. model.pth)")
     model = build_model(arch).eval()
     if _is_onnx(src):
-        proto = _load_onnx(src)
+        proto = load_onnx(src)
         state = state_from_onnx(src, proto, model, arch)
         model.load_state_dict(state, strict=True)
         diff = self_check(src, proto, model, arch)

@@ -8,7 +8,10 @@ from the published description of the released files (SCRFD_FACTS.md), independe
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -17,13 +20,18 @@ import pytest
 import torch
 
 from scrfd_search.cli import main
+from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.detector import build_model
 from scrfd_search.errors import UserError
+from scrfd_search.evaluation.predictions import read_prediction_file
+from scrfd_search.export import export_onnx_bytes, released_head_module
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.space.published import RELEASED
+from scrfd_search.weights import load_onnx, import_weights, self_check, state_from_onnx
 
 pytest.importorskip("mmcv.ops", reason="mmcv with its ops is needed to build detectors")
 onnxruntime = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASED_DIR = REPO.parent / "shared" / "released_scrfd"
@@ -175,11 +183,9 @@ def test_import_rejects_a_file_that_is_not_onnx_and_writes_nothing(tmp_path: Pat
 
 @needs_released
 def test_self_check_names_the_first_layer_that_differs() -> None:
-    from scrfd_search.weights import _load_onnx, self_check, state_from_onnx
-
     arch = ArchSpec.load(ARCH_500M)
     model = build_model(arch).eval()
-    proto = _load_onnx(ONNX_500M)
+    proto = load_onnx(ONNX_500M)
     model.load_state_dict(state_from_onnx(ONNX_500M, proto, model, arch))
     assert self_check(ONNX_500M, proto, model, arch) <= 1e-4
     with torch.no_grad():  # a wrong copy in the middle of the backbone
@@ -200,8 +206,6 @@ def test_detect_on_folders_skips_a_corrupt_image_and_writes_wider_files(imported
     assert "broken.jpg" in err and "not a readable image" in err
     assert (tmp_path / "det" / "12--Group" / "six_faces.json").is_file()
     assert not (tmp_path / "det" / "12--Group" / "broken.json").exists()
-
-    from scrfd_search.evaluation.predictions import read_prediction_file
 
     assert main(["detect", str(tmp_path / "images"), *common, "--wider", "--out", str(tmp_path / "wider")]) == 1
     name, boxes = read_prediction_file(tmp_path / "wider" / "12--Group" / "six_faces.txt")
@@ -243,8 +247,6 @@ def test_detect_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
 
 @needs_released
 def test_exported_onnx_follows_the_released_convention(imported: Path, tmp_path: Path) -> None:
-    import onnx
-
     out = tmp_path / "export"
     args = ["export", "--arch", str(ARCH_500M), "--checkpoint", str(imported), "--onnx", "--out", str(out)]
     assert main(args) == 0
@@ -353,8 +355,6 @@ def test_reference_checkpoint_that_does_not_fit_names_the_layer_and_both_shapes(
 
 def test_onnx_with_folded_norms_and_box_scales_round_trips(tmp_path: Path) -> None:
     """An ONNX file like the released 2.5GF/10GF ones (ResNet, BN folded, a Scale Mul per stride) imports exactly."""
-    from scrfd_search.export import export_onnx_bytes, released_head_module
-
     arch = small_resnet_kps()
     torch.manual_seed(2)
     model = build_model(arch).eval()
@@ -387,8 +387,6 @@ def test_onnx_with_folded_norms_and_box_scales_round_trips(tmp_path: Path) -> No
         ArchSpec.from_dict({**arch.to_dict(), "head": {**arch.to_dict()["head"], "box_scale": False}}).to_json()
     )
     with pytest.raises(UserError, match="stride-8 box output by 0.5"):
-        from scrfd_search.weights import import_weights
-
         import_weights(path, no_scale, tmp_path / "never.pth")
     assert not (tmp_path / "never.pth").exists()
 
@@ -396,12 +394,6 @@ def test_onnx_with_folded_norms_and_box_scales_round_trips(tmp_path: Path) -> No
 @needs_released
 @pytest.mark.slow  # about 30 s: one tiny epoch from the imported weights, then tools/test.py on demo data
 def test_imported_checkpoint_trains_with_load_from_and_tests_with_tools_test(imported: Path, tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-
     demo = tmp_path / "demo"
     write_demo_dataset(demo, DemoConfig(num_train=2, num_val=2, seed=1))
     work = tmp_path / "work"
