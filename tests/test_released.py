@@ -27,7 +27,7 @@ from scrfd_search.evaluation.predictions import read_prediction_file
 from scrfd_search.export import export_onnx_bytes, released_head_module
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.space.published import RELEASED
-from scrfd_search.weights import load_onnx, import_weights, self_check, state_from_onnx
+from scrfd_search.weights import import_weights, load_onnx, self_check, state_from_onnx
 
 pytest.importorskip("mmcv.ops", reason="mmcv with its ops is needed to build detectors")
 onnxruntime = pytest.importorskip("onnxruntime")
