@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr",
         type=float,
         default=0.01,
-        help="learning rate for a total batch of 32 images, scaled linearly to --batch-size (default 0.01)",
+        help="learning rate, used as given whatever the batch, as a search trial's (default 0.01)",
     )
     parser.add_argument(
         "--warmup-iters",
@@ -97,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
         # load strictly once here: mmengine's load_from only warns about layers that do not fit
         load_detector(arch, _existing(args.load_from))
     warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
-    schedule = Schedule(epochs=args.epochs, lr=args.lr, warmup_iters=warmup, val_interval=args.val_interval)
+    # the same recipe as a search trial: the reference trains candidates at lr 0.01 for 8 images, unscaled
+    schedule = Schedule(
+        epochs=args.epochs, lr=args.lr, base_batch_size=None, warmup_iters=warmup, val_interval=args.val_interval
+    )
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
     result = train_candidate(
         arch,
