@@ -262,13 +262,24 @@ def load_detector(arch: ArchSpec, checkpoint: Path | None) -> Any:
             raise UserError(f"{checkpoint}: not a PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
         if not isinstance(state, dict):
             raise UserError(f"{checkpoint}: not a checkpoint (expected a dict with a state_dict)")
-        try:
-            model.load_state_dict(state.get("state_dict", state), strict=True)
-        except RuntimeError as exc:
-            raise UserError(
-                f"{checkpoint}: does not fit the trial's architecture ({str(exc).splitlines()[0]})"
-            ) from None
+        weights = state.get("state_dict", state)
+        misfit = first_misfit(model.state_dict(), weights)
+        if misfit:
+            raise UserError(f"{checkpoint}: does not fit the architecture ({misfit})")
+        model.load_state_dict(weights, strict=True)
     return model.eval()
+
+
+def first_misfit(expected: dict[str, Any], given: dict[str, Any]) -> str | None:
+    """The first tensor that is missing, unexpected or of another shape in `given`, said in words."""
+    for name, tensor in expected.items():
+        if name not in given:
+            return f"no {name} {tuple(tensor.shape)} in the checkpoint"
+        shape = tuple(getattr(given[name], "shape", ()))
+        if shape != tuple(tensor.shape):
+            return f"{name} is {shape} in the checkpoint, {tuple(tensor.shape)} in the architecture"
+    extra = [name for name in given if name not in expected]
+    return f"the architecture has no {extra[0]} ({len(extra)} such tensors)" if extra else None
 
 
 def export_onnx_bytes(module: Any, with_keypoints: bool, sample_hw: tuple[int, int]) -> bytes:
