@@ -202,7 +202,7 @@ def reference_key(key: str, arch: ArchSpec) -> str | None:
         if parts[1].startswith("layer") and len(parts) > 3 and parts[3] in MOBILENET_UNIT:
             return ".".join(["backbone", parts[1], parts[2], MOBILENET_UNIT[parts[3]], *parts[4:]])
         return key
-    if parts[0] == "backbone" and parts[1] == "stem" and parts[2] in RESNET_STEM:
+    if parts[0] == "backbone" and parts[1] == "stem" and parts[2] in RESNET_STEM and len(parts) == 4:
         return ".".join(["backbone.stem", RESNET_STEM[parts[2]], *parts[3:]])
     if parts[0] == "bbox_head" and len(parts) > 2:
         if parts[1] == "reg_stride_convs":
