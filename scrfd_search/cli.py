@@ -22,6 +22,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("resume", "resume", "continue an interrupted search"),
     ("status", "status", "print a search's leaderboard and progress"),
     ("export", "export", "export top architectures as mmdet configs (and ONNX)"),
+    ("import-weights", "import_weights", "import released SCRFD weights (ONNX or reference checkpoint)"),
+    ("detect", "detect", "detect faces in images with a checkpoint or an ONNX file"),
     ("plot", "plot", "draw the computation-ratio figures from experiment stores"),
     ("doctor", "doctor", "check this machine or cluster for a search and estimate its wall time"),
 )

@@ -65,6 +65,7 @@ class DataSettings:
     num_workers: int = 2
     with_keypoints: bool = False
     crop_choice: tuple[float, ...] = LARGE_CROPS
+    bbox_clip_border: bool = True
     max_train_images: int | None = None
     max_val_images: int | None = None
 
@@ -140,8 +141,9 @@ class Schedule:
 
     @classmethod
     def search(cls, epochs: int = 80, lr: float = 0.01, val_interval: int | None = None) -> Schedule:
-        """The same recipe shortened to `epochs` (lr steps at the same fractions); validate at the end."""
-        return cls(epochs=epochs, lr=lr, val_interval=val_interval)
+        """The search trials' recipe: shortened to `epochs` (lr steps at the same fractions), lr used as
+        given (the reference trains each candidate with 8 images at 0.01, unscaled); validate at the end."""
+        return cls(epochs=epochs, lr=lr, base_batch_size=None, val_interval=val_interval)
 
     @property
     def milestones(self) -> tuple[int, int]:
@@ -166,7 +168,8 @@ def backbone_config(arch: ArchSpec) -> dict:
     )
     if arch.block == "depthwise":
         return dict(type="SCRFDMobileNet", **cfg)
-    return dict(type="SCRFDResNet", block=arch.block, **cfg)
+    # zero_init_residual: as the reference's ResNetV1e, each residual block starts as the identity
+    return dict(type="SCRFDResNet", block=arch.block, zero_init_residual=True, **cfg)
 
 
 def head_config(arch: ArchSpec) -> dict:
@@ -179,6 +182,7 @@ def head_config(arch: ArchSpec) -> dict:
         shared_tower=arch.head.shared,
         depthwise=arch.head.depthwise,
         with_kps=arch.head.keypoints,
+        box_scale=arch.head.box_scale,
     )
 
 
@@ -295,6 +299,7 @@ def _dataset(data: DataSettings, split: str) -> dict:
         crop_choice=data.crop_choice,
         with_keypoints=data.with_keypoints,
         layout=data.layout,
+        bbox_clip_border=data.bbox_clip_border,
     )
     ann, img = (data.train_ann, data.train_img) if is_train else (data.val_ann, data.val_img)
     if ann:

@@ -11,6 +11,8 @@ and puts what fits on one line.
 
 from __future__ import annotations
 
+import functools
+import json
 import tempfile
 from collections.abc import Collection, Mapping
 from fractions import Fraction
@@ -35,14 +37,20 @@ from scrfd_search.io_utils import atomic_write_text
 from scrfd_search.space.arch import ArchSpec
 
 WIDERFACE_DATA_ROOT = "data/widerface/"
+RETINAFACE_DATA_ROOT = "data/retinaface/"
 MMDET_RUNTIME = "mmdet::_base_/default_runtime.py"
-# (file under _base_/, what it holds); the order is the children's `_base_` list order.
-BASE_FILES: tuple[tuple[str, str], ...] = (
-    ("models/scrfd.py", "SCRFD model defaults: anchors, losses, ATSS assigner, test settings"),
-    ("datasets/wider_face_scrfd.py", "WIDER FACE: large-crop training pipeline, loaders, WIDER FACE metric"),
-    ("schedules/scrfd_640e.py", "the reference's 640-epoch SGD schedule (warm-up, lr steps at 440 and 544)"),
-    ("default_runtime.py", "mmdet's default runtime, with scrfd-search's modules and a seed"),
-)
+# File under _base_/ -> what it holds. A child's `_base_` list: the model, its layout's dataset, the
+# schedule, the runtime.
+BASE_FILES: dict[str, str] = {
+    "models/scrfd.py": "SCRFD model defaults: anchors, losses, ATSS assigner, test settings",
+    "datasets/wider_face_scrfd.py": "WIDER FACE (official layout): large-crop training pipeline, loaders, metric",
+    "datasets/retinaface_scrfd.py": "WIDER FACE with landmarks (RetinaFace labelv2.txt): pipeline, loaders, metric",
+    "schedules/scrfd_640e.py": "the reference's 640-epoch SGD schedule (warm-up, lr steps at 440 and 544)",
+    "default_runtime.py": "mmdet's default runtime, with scrfd-search's modules and a seed",
+}
+DATASET_BASES = {"wider": "datasets/wider_face_scrfd.py", "retinaface": "datasets/retinaface_scrfd.py"}
+# Top-level variables of the dataset bases that a child may take and edit (`_base_.train_pipeline`).
+PIPELINE_VARIABLES = ("train_pipeline", "test_pipeline")
 LARGE_MODEL_GFLOPS = 20.0  # the reference trains its 34GF model at lr 0.02, the smaller ones at 0.01
 MERGE_MARKERS = {"_delete_", "_scope_"}
 LINE_WIDTH = 100
@@ -57,6 +65,12 @@ def reference_lr(arch: ArchSpec) -> float:
 def full_schedule(arch: ArchSpec) -> Schedule:
     """The reference's 640-epoch schedule at the learning rate it uses for a model of arch's size."""
     return Schedule.full(lr=reference_lr(arch))
+
+
+def retinaface_data(data_root: str = RETINAFACE_DATA_ROOT) -> DataSettings:
+    """WIDER FACE in the RetinaFace layout with landmarks (train/labelv2.txt, val/...; the .mat files in val/gt/)."""
+    root = data_root.rstrip("/") + "/"
+    return DataSettings(data_root=root, gt_dir=f"{root}val/gt/", layout="retinaface", with_keypoints=True)
 
 
 def full_config(arch: ArchSpec, data_root: str = WIDERFACE_DATA_ROOT, work_dir: str | None = None) -> dict:
@@ -122,13 +136,16 @@ def render_value(value: Any, indent: str = "", variables: Mapping[str, Any] | No
     return f"{opening}\n{inner}{indent}{closing.lstrip(',')}"
 
 
-def render_config(cfg: Mapping[str, Any], variables: Collection[str] = ()) -> str:
+def render_config(
+    cfg: Mapping[str, Any], variables: Collection[str] = (), defined: Mapping[str, Any] | None = None
+) -> str:
     """A config file body: one `key = value` statement per top-level key, in cfg's order.
 
-    Keys named in `variables` may be referred to by later statements, mmdet style: a string starting
-    with one's value becomes `data_root + 'WIDER_train/images/'`, an equal pipeline becomes its name.
+    Keys named in `variables` (and those already `defined` above, name -> value) may be referred to
+    by later statements, mmdet style: a string starting with one's value becomes
+    `data_root + 'WIDER_train/images/'`, an equal pipeline becomes its name.
     """
-    lines, defined = [], {}
+    lines, defined = [], dict(defined or {})
     for key, value in cfg.items():
         lines.append(f"{key} = {render_value(value, '', defined)}\n")
         if key in variables:
@@ -172,15 +189,15 @@ def _dataset_base(data: DataSettings) -> str:
 
 def base_file_texts() -> dict[str, str]:
     """_base_/ file name -> text, rendered from the builder's parts for the full schedule on WIDER FACE."""
-    data = widerface_data(WIDERFACE_DATA_ROOT)
     bodies = {
         "models/scrfd.py": render_config({"model": model_defaults()}),
-        "datasets/wider_face_scrfd.py": _dataset_base(data),
+        "datasets/wider_face_scrfd.py": _dataset_base(widerface_data(WIDERFACE_DATA_ROOT)),
+        "datasets/retinaface_scrfd.py": _dataset_base(retinaface_data()),
         "schedules/scrfd_640e.py": render_config(schedule_config(Schedule.full())),
         "default_runtime.py": f"_base_ = {MMDET_RUNTIME!r}\n\n" + render_config(_runtime_overrides()),
     }
     note = "Written by scrfd-search (scrfd_search/config_writer.py); do not edit."
-    return {name: _comment(f"{about}.\n{note}") + "\n" + bodies[name] for name, about in BASE_FILES}
+    return {name: _comment(f"{about}.\n{note}") + "\n" + bodies[name] for name, about in BASE_FILES.items()}
 
 
 def write_bases(folder: Path) -> None:
@@ -189,18 +206,34 @@ def write_bases(folder: Path) -> None:
         atomic_write_text(folder / "_base_" / name, text)
 
 
-def merged_bases() -> dict[str, Any]:
-    """The config every child starts from: the _base_ files merged, as mmengine reads them."""
+@functools.cache
+def _merged_bases(layout: str) -> str:
+    """merged_bases as JSON text (cached: reading the bases with mmengine takes a while)."""
     with tempfile.TemporaryDirectory(prefix="scrfd-bases-") as tmp:
         write_bases(Path(tmp))
         child = Path(tmp) / "child.py"
-        child.write_text(f"_base_ = {base_list('_base_')!r}\n")
-        return Config.fromfile(str(child), import_custom_modules=False).to_dict()
+        child.write_text(f"_base_ = {base_list('_base_', layout)!r}\n")
+        return json.dumps(Config.fromfile(str(child), import_custom_modules=False).to_dict())
 
 
-def base_list(base_dir: str) -> list[str]:
+def merged_bases(layout: str = "wider") -> dict[str, Any]:
+    """The config a child of that data layout starts from: its _base_ files merged, as mmengine reads them."""
+    return _as_tuples(json.loads(_merged_bases(layout)))
+
+
+def _as_tuples(value: Any) -> Any:
+    """JSON lists back as the tuples mmengine reads from `(...)` (pipeline crop lists, meta keys)."""
+    if isinstance(value, dict):
+        return {k: _as_tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_tuples(v) for v in value]
+    return value
+
+
+def base_list(base_dir: str, layout: str = "wider") -> list[str]:
     """The `_base_` list of a child whose _base_ folder is at base_dir (relative to the child)."""
-    return [f"{base_dir}/{name}" for name, _ in BASE_FILES]
+    names = ["models/scrfd.py", DATASET_BASES[layout], "schedules/scrfd_640e.py", "default_runtime.py"]
+    return [f"{base_dir}/{name}" for name in names]
 
 
 # ------------------------------------------------------------------ children
@@ -239,10 +272,48 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def child_text(cfg: Mapping[str, Any], header: str, base_dir: str, bases: Mapping[str, Any]) -> str:
+def _element_edits(new: Any, old: Any) -> list[tuple[int, str, Any]] | None:
+    """(index, key, value) changes turning list old into new, when they are only changed or added keys."""
+    if not (isinstance(new, list | tuple) and isinstance(old, list | tuple) and len(new) == len(old)):
+        return None
+    edits = []
+    for index, (a, b) in enumerate(zip(new, old, strict=True)):
+        if not (isinstance(a, Mapping) and isinstance(b, Mapping)) or a.get("type") != b.get("type"):
+            return None
+        if set(b) - set(a) - MERGE_MARKERS:
+            return None
+        edits += [(index, key, value) for key, value in a.items() if key not in b or _plain(value) != _plain(b[key])]
+    return edits
+
+
+def _pipeline_edits(full: Mapping[str, Any], bases: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Statements that take a base pipeline and edit a few of its steps, and the edited pipelines by name.
+
+    A full pipeline restated in a child for one changed flag is what makes mmdet configs long; this
+    writes `train_pipeline = _base_.train_pipeline` and `train_pipeline[2].bbox_clip_border = False`.
+    """
+    loaders = {"train_pipeline": "train_dataloader", "test_pipeline": "val_dataloader"}
+    lines, edited = [], {}
+    for name in PIPELINE_VARIABLES:
+        wanted = full.get(loaders[name], {}).get("dataset", {}).get("pipeline")
+        if name not in bases or wanted is None or _plain(wanted) == _plain(bases[name]):
+            continue
+        edits = _element_edits(wanted, bases[name])
+        if edits is None:
+            continue
+        lines.append(f"{name} = _base_.{name}\n")
+        lines += [f"{name}[{index}].{key} = {render_value(value)}\n" for index, key, value in edits]
+        edited[name] = wanted
+    return "".join(lines), edited
+
+
+def child_text(
+    cfg: Mapping[str, Any], header: str, base_dir: str, bases: Mapping[str, Any], layout: str = "wider"
+) -> str:
     """A child config file: header comment, `_base_` list, then only what cfg changes in bases."""
-    overrides = config_overrides(cfg, bases)
-    return _comment(header) + f"_base_ = {render_value(base_list(base_dir))}\n\n" + render_config(overrides)
+    edits, pipelines = _pipeline_edits(cfg, bases)
+    body = (edits + "\n" if edits else "") + render_config(config_overrides(cfg, bases), defined=pipelines)
+    return _comment(header) + f"_base_ = {render_value(base_list(base_dir, layout))}\n\n" + body
 
 
 def check_child(path: Path, arch: ArchSpec, expected: Mapping[str, Any]) -> None:
@@ -256,9 +327,10 @@ def check_child(path: Path, arch: ArchSpec, expected: Mapping[str, Any]) -> None
 
 
 def write_child(
-    path: Path, arch: ArchSpec, cfg: Mapping[str, Any], header: str, base_dir: str, bases: Mapping[str, Any]
+    path: Path, arch: ArchSpec, cfg: Mapping[str, Any], header: str, base_dir: str, layout: str = "wider"
 ) -> None:
-    """Write a child config and its ArchSpec JSON beside it, then check the config reads back as cfg."""
-    atomic_write_text(path, child_text(cfg, header, base_dir, bases))
+    """Write a child config (over the bases of its data layout) and its ArchSpec JSON beside it, then
+    check that the config reads back as cfg."""
+    atomic_write_text(path, child_text(cfg, header, base_dir, merged_bases(layout), layout))
     atomic_write_text(path.with_suffix(".json"), arch.to_json())
     check_child(path, arch, cfg)

@@ -7,7 +7,8 @@ One folder per exported model, named `<rank>_<trial id>` (or the ArchSpec file's
   <stem>.json      the ArchSpec (beside the config, so `scrfd-search flops <stem>.py` finds it)
   flops.json       GFLOPs and parameters per component (stem, C2-C5, neck, head) and the shares
   metrics.json     what the search measured (trial id, easy/medium/hard AP, epochs, experiment, step)
-  <stem>.onnx      with --onnx: backbone -> neck -> head, raw per-stride outputs, dynamic H and W
+  <stem>.onnx      with --onnx: backbone -> neck -> head in the released SCRFD models' convention
+                   (input 1x3xHxW, outputs score_8/16/32, bbox_*, kps_*; dynamic H and W)
   onnx.json        with --onnx: inputs, outputs, preprocessing, where the weights came from, self-check
 plus export.json listing them. Everything is written into a temporary folder beside the destination and
 renamed into place at the end (io_utils.staged_folder), so an export is either complete or absent.
@@ -16,6 +17,7 @@ renamed into place at the end (io_utils.staged_folder), so an export is either c
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import warnings
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.config_builder import PIXEL_MEAN, PIXEL_STD, SIZE_DIVISOR, build_model
-from scrfd_search.config_writer import WIDERFACE_DATA_ROOT, full_config, merged_bases, write_bases, write_child
+from scrfd_search.config_writer import WIDERFACE_DATA_ROOT, full_config, write_bases, write_child
 from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import FlopsReport
@@ -35,7 +37,9 @@ ONNX_OPSET = 17  # supported by the TorchScript exporter of torch 2.13 and by cu
 ONNX_CHECK_SIZES = ((640, 640), (480, 640))  # (H, W) the export is verified at against PyTorch
 ONNX_TOLERANCE = 1e-4
 STRIDES = (8, 16, 32)
-OUTPUT_GROUPS = ("cls_logits", "bbox_distances", "keypoints")
+# The released models' output groups (insightface's SCRFD runtime reads them in this order).
+OUTPUT_GROUPS = ("score", "bbox", "kps")
+OUTPUT_CHANNELS = {"score": 1, "bbox": 4, "kps": 10}
 INDEX_FILE = "export.json"
 
 
@@ -120,12 +124,19 @@ def items_from_experiment(
     return items
 
 
-def item_from_arch(path: str | os.PathLike) -> ExportItem:
-    """One ArchSpec JSON file as an export item, written straight into the export folder (no search metrics)."""
+def item_from_arch(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> ExportItem:
+    """One ArchSpec JSON file (and optionally its trained or imported checkpoint) as an export item."""
     path = Path(path)
     arch = ArchSpec.load(path)
     stem = safe_name(path.stem)
-    return ExportItem("", stem, arch, count_flops(arch), "closed-form count (scrfd_search.flops.analytic)")
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = Path(checkpoint)
+        if not ckpt.is_file():
+            raise UserError(f"--checkpoint {ckpt}: no such file")
+        ckpt = ckpt.resolve()
+    flops = count_flops(arch)
+    return ExportItem("", stem, arch, flops, "closed-form count (scrfd_search.flops.analytic)", checkpoint=ckpt)
 
 
 # ------------------------------------------------------------------ the config
@@ -151,29 +162,39 @@ def _header(item: ExportItem, data_root: str) -> str:
 # ------------------------------------------------------------------ ONNX
 
 
-def onnx_output_names(with_keypoints: bool) -> list[str]:
-    """Output names in the order the wrapper returns them: each group, then each stride."""
+def released_output_names(with_keypoints: bool) -> list[str]:
+    """Output names in the released models' order: each group (score, bbox, kps), then each stride."""
     groups = OUTPUT_GROUPS if with_keypoints else OUTPUT_GROUPS[:2]
     return [f"{group}_{stride}" for group in groups for stride in STRIDES]
 
 
-def raw_head_module(detector: Any) -> Any:
-    """backbone -> neck -> head of an mmdet detector as a module returning a flat tuple of head outputs."""
+def released_head_module(detector: Any) -> Any:
+    """backbone -> neck -> head of an mmdet detector with the released SCRFD ONNX models' outputs.
+
+    Per stride S, with A = H/S * W/S * 2 anchors (row-major locations, two anchors each):
+    score_S (1, A, 1) sigmoid face score; bbox_S (1, A, 4) left/top/right/bottom distances from the
+    anchor centre in units of S; kps_S (1, A, 10) five (x, y) offsets from the centre in units of S.
+    """
     import torch
 
-    class RawHead(torch.nn.Module):
-        """The dense part of the detector, without preprocessing, decoding or NMS."""
+    class ReleasedOutputs(torch.nn.Module):
+        """The dense part of the detector, without decoding or NMS, in the released layout."""
 
         def __init__(self) -> None:
             super().__init__()
             self.backbone, self.neck, self.bbox_head = detector.backbone, detector.neck, detector.bbox_head
 
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            """Per-stride outputs, grouped: class logits, box distances, (keypoint offsets)."""
+            """score_*, bbox_*, (kps_*) per stride 8, 16, 32."""
             outputs = self.bbox_head(self.neck(self.backbone(images)))
-            return tuple(t for group in outputs for t in group)
+            flat = []
+            for group, per_level in zip(OUTPUT_GROUPS, outputs, strict=False):
+                for t in per_level:
+                    t = t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, OUTPUT_CHANNELS[group])
+                    flat.append(t.sigmoid() if group == "score" else t)
+            return tuple(flat)
 
-    return RawHead().eval()
+    return ReleasedOutputs().eval()
 
 
 def load_detector(arch: ArchSpec, checkpoint: Path | None) -> Any:
@@ -184,14 +205,30 @@ def load_detector(arch: ArchSpec, checkpoint: Path | None) -> Any:
     if checkpoint is not None:
         # weights_only=False: mmengine checkpoints also pickle the message hub's history; these files are
         # the search's own output, not downloads.
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         try:
-            model.load_state_dict(state.get("state_dict", state), strict=True)
-        except RuntimeError as exc:
-            raise UserError(
-                f"{checkpoint}: does not fit the trial's architecture ({str(exc).splitlines()[0]})"
-            ) from None
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            raise UserError(f"{checkpoint}: not a PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+        if not isinstance(state, dict):
+            raise UserError(f"{checkpoint}: not a checkpoint (expected a dict with a state_dict)")
+        weights = state.get("state_dict", state)
+        misfit = first_misfit(model.state_dict(), weights)
+        if misfit:
+            raise UserError(f"{checkpoint}: does not fit the architecture ({misfit})")
+        model.load_state_dict(weights, strict=True)
     return model.eval()
+
+
+def first_misfit(expected: dict[str, Any], given: dict[str, Any]) -> str | None:
+    """The first tensor that is missing, unexpected or of another shape in `given`, said in words."""
+    for name, tensor in expected.items():
+        if name not in given:
+            return f"no {name} {tuple(tensor.shape)} in the checkpoint"
+        shape = tuple(getattr(given[name], "shape", ()))
+        if shape != tuple(tensor.shape):
+            return f"{name} is {shape} in the checkpoint, {tuple(tensor.shape)} in the architecture"
+    extra = [name for name in given if name not in expected]
+    return f"the architecture has no {extra[0]} ({len(extra)} such tensors)" if extra else None
 
 
 def export_onnx_bytes(module: Any, with_keypoints: bool, sample_hw: tuple[int, int]) -> bytes:
@@ -200,9 +237,9 @@ def export_onnx_bytes(module: Any, with_keypoints: bool, sample_hw: tuple[int, i
 
     import torch
 
-    names = onnx_output_names(with_keypoints)
-    dynamic = {"input": {0: "batch", 2: "height", 3: "width"}}
-    dynamic |= {n: {0: "batch", 2: f"height_{n.rsplit('_', 1)[1]}", 3: f"width_{n.rsplit('_', 1)[1]}"} for n in names}
+    names = released_output_names(with_keypoints)
+    dynamic = {"input": {2: "height", 3: "width"}}
+    dynamic |= {n: {1: f"anchors_{n.rsplit('_', 1)[1]}"} for n in names}
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the legacy exporter announces its deprecation; GroupNorm's batch-size check is traced as a constant
@@ -232,7 +269,7 @@ def onnx_max_difference(module: Any, onnx_bytes: bytes, sizes: tuple[tuple[int, 
     generator = torch.Generator().manual_seed(seed)
     worst = 0.0
     for h, w in sizes:
-        images = torch.randn(1, 3, h, w, generator=generator)
+        images = torch.randn(1, 3, h, w, generator=generator)  # the released convention: batch 1
         with torch.no_grad():
             expected = [t.numpy() for t in module(images)]
         got = session.run(None, {"input": images.numpy()})
@@ -255,12 +292,13 @@ def onnx_note(item: ExportItem, max_diff: float) -> dict[str, Any]:
             "shape": ["batch", 3, "height", "width"],
             "preprocessing": f"RGB, (pixel - {PIXEL_MEAN[0]}) / {PIXEL_STD[0]}, H and W multiples of {SIZE_DIVISOR}",
         },
-        "outputs": onnx_output_names(item.arch.head.keypoints),
+        "outputs": released_output_names(item.arch.head.keypoints),
         "output_layout": {
-            "cls_logits_S": "N x (2 anchors x 1) x H/S x W/S, face logits (apply a sigmoid)",
-            "bbox_distances_S": "N x (2 anchors x 4) x H/S x W/S, left/top/right/bottom distances in units of S",
-            "keypoints_S": "N x (2 anchors x 10) x H/S x W/S, five (x, y) offsets in units of S (keypoint heads only)",
-            "anchors": "2 per location at strides 8/16/32, centred on (x, y) * S",
+            "convention": "insightface's released SCRFD ONNX models (its SCRFD runtime reads them unchanged)",
+            "score_S": "1 x A x 1, sigmoid face score; A = (H/S) x (W/S) x 2 anchors, row-major, 2 per location",
+            "bbox_S": "1 x A x 4, left/top/right/bottom distances from the anchor centre in units of S",
+            "kps_S": "1 x A x 10, five (x, y) offsets from the anchor centre in units of S (keypoint heads only)",
+            "anchors": "centres at (x * S, y * S) for strides S = 8, 16, 32",
         },
         "check": {"sizes_hw": [list(s) for s in ONNX_CHECK_SIZES], "max_abs_diff_vs_pytorch": max_diff},
     }
@@ -268,7 +306,7 @@ def onnx_note(item: ExportItem, max_diff: float) -> dict[str, Any]:
 
 def write_onnx(item: ExportItem, folder: Path) -> dict[str, Any]:
     """Export item's detector to ONNX in folder, verify it against PyTorch, and write onnx.json."""
-    module = raw_head_module(load_detector(item.arch, item.checkpoint))
+    module = released_head_module(load_detector(item.arch, item.checkpoint))
     data = export_onnx_bytes(module, item.arch.head.keypoints, ONNX_CHECK_SIZES[0])
     max_diff = onnx_max_difference(module, data, ONNX_CHECK_SIZES)
     if max_diff > ONNX_TOLERANCE:
@@ -297,13 +335,11 @@ def _relative(item: ExportItem, file_name: str) -> str:
     return f"{item.folder}/{file_name}" if item.folder else file_name
 
 
-def write_item(
-    item: ExportItem, folder: Path, data_root: str, with_onnx: bool, bases: dict[str, Any]
-) -> dict[str, Any]:
+def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) -> dict[str, Any]:
     """Every file of one exported model into folder (its config over the export's _base_/); its export.json entry."""
     cfg = full_config(item.arch, data_root, work_dir=f"work_dirs/{item.stem}")
     base_dir = "../_base_" if item.folder else "_base_"
-    write_child(folder / f"{item.stem}.py", item.arch, cfg, _header(item, data_root), base_dir, bases)
+    write_child(folder / f"{item.stem}.py", item.arch, cfg, _header(item, data_root), base_dir)
     atomic_write_json(folder / "flops.json", flops_summary(item))
     entry: dict[str, Any] = {
         "folder": item.folder or ".",
@@ -347,8 +383,7 @@ def write_export(
     check_destination(out, force)
     with staged_folder(out) as staging:
         write_bases(staging)
-        bases = merged_bases()
-        entries = [write_item(item, staging / item.folder, data_root, with_onnx, bases) for item in items]
+        entries = [write_item(item, staging / item.folder, data_root, with_onnx) for item in items]
         index = {"source": source or {}, "data_root": data_root, "onnx": with_onnx, "models": entries}
         atomic_write_json(staging / INDEX_FILE, index)
     return index
@@ -378,9 +413,10 @@ def export_arch(
     data_root: str = WIDERFACE_DATA_ROOT,
     with_onnx: bool = False,
     force: bool = False,
+    checkpoint: str | os.PathLike | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Export one ArchSpec file (default out: export/<file stem>); the folder and export.json."""
-    item = item_from_arch(arch_path)
+    item = item_from_arch(arch_path, checkpoint)
     dest = Path(out) if out is not None else Path("export") / item.stem
     source = {"arch_file": str(arch_path)}
     return dest, write_export([item], dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source)

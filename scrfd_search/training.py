@@ -393,6 +393,11 @@ class PinnedDeviceRunner(Runner):
         with own_checkpoint_loading():
             super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
 
+    def load_checkpoint(self, filename, map_location="cpu", strict=False, revise_keys=((r"^module.", ""),)):
+        """Load weights (load_from) as mmengine does, reading full checkpoints of this project too."""
+        with own_checkpoint_loading():
+            return super().load_checkpoint(filename, map_location, strict, list(revise_keys))
+
 
 def _runner_class(device: str, verbose: bool) -> type[PinnedDeviceRunner]:
     """A PinnedDeviceRunner subclass fixed to device and console verbosity."""
@@ -410,6 +415,7 @@ def candidate_config(
     seed: int,
     resume: bool,
     amp_dtype: str | None = None,
+    load_from: str | None = None,
 ) -> dict[str, Any]:
     """build_config's dict, with epoch checkpoints for resuming and a unique experiment name."""
     cfg = build_config(
@@ -419,7 +425,7 @@ def candidate_config(
         # search runs: a checkpoint every epoch (only the latest kept) so a stopped trial resumes where it was
         cfg["default_hooks"]["checkpoint"].update(interval=1, max_keep_ckpts=1, save_last=True)
     cfg["resume"] = bool(resume)
-    cfg["load_from"] = None
+    cfg["load_from"] = load_from
     # mmengine keys its global logger and message hub by name; two runs within one second must not share
     cfg["experiment_name"] = f"{work_dir.name}_{uuid.uuid4().hex[:8]}"
     return cfg
@@ -475,6 +481,7 @@ def train_candidate(
     progress: ProgressSink | None = print_to_stderr,
     verbose: bool = False,
     amp: bool = False,
+    load_from: str | Path | None = None,
 ) -> TrainResult:
     """Train arch with SCRFD's recipe, validating every schedule.val_interval epochs; write result.json.
 
@@ -483,6 +490,7 @@ def train_candidate(
     propagates. resume=True continues from the last checkpoint in work_dir (or starts afresh if there
     is none). validate_before_train adds an epoch-0 validation of the untrained model to the history.
     progress receives one line per epoch (None: silent); verbose shows mmengine's INFO log on stdout.
+    load_from starts from a checkpoint's weights (e.g. one written by `import-weights`).
     A NaN or infinite loss raises LossDivergedError. amp trains with mixed precision (GPU only).
     """
     device = resolve_device(device)
@@ -493,7 +501,17 @@ def train_candidate(
     run_info = {"arch": arch.to_dict(), "epochs": schedule.epochs, "img_size": data.img_size}
     if resume:
         _check_same_candidate(work_dir, run_info)
-    cfg = candidate_config(arch, data, schedule, work_dir, device=device, seed=seed, resume=resume, amp_dtype=amp_dtype)
+    cfg = candidate_config(
+        arch,
+        data,
+        schedule,
+        work_dir,
+        device=device,
+        seed=seed,
+        resume=resume,
+        amp_dtype=amp_dtype,
+        load_from=None if load_from is None else str(load_from),
+    )
     import_config_modules(cfg)
     from mmengine.config import Config
 

@@ -79,3 +79,15 @@ def test_json_is_canonical():
     arch = PUBLISHED["scrfd_500m"]
     assert json.loads(arch.to_json()) == arch.to_dict()
     assert arch.key() == ArchSpec.from_dict(arch.to_dict()).key()
+
+
+def test_box_scale_is_a_validated_head_flag_and_round_trips():
+    arch = PUBLISHED["scrfd_500m"]
+    data = arch.to_dict()
+    assert data["head"]["box_scale"] is True  # the GN configs' scale_mode 2 with a shared head
+    no_scale = ArchSpec.from_dict({**data, "head": {**data["head"], "box_scale": False}})
+    assert ArchSpec.from_json(no_scale.to_json()) == no_scale and no_scale.key() != arch.key()
+    legacy = {**data, "head": {k: v for k, v in data["head"].items() if k != "box_scale"}}
+    assert ArchSpec.from_dict(legacy) == arch  # ArchSpecs written before the flag existed keep their Scale
+    with pytest.raises(ArchSpecError, match="head.box_scale"):
+        ArchSpec.from_dict({**data, "head": {**data["head"], "box_scale": "no"}})

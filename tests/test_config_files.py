@@ -7,6 +7,7 @@ folder), the way `tools/train.py configs/scrfd/scrfd_2.5g.py` would on a user's 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from scrfd_search.config_writer import (
 )
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
-from scrfd_search.space.published import PUBLISHED
+from scrfd_search.space.published import PUBLISHED, RELEASED
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -36,9 +37,17 @@ MAX_CHILD_LINES = 40
 
 @pytest.fixture(scope="module")
 def readme_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A working folder whose data/widerface/ is demo data in the official WIDER FACE layout."""
+    """A working folder with demo data in both README layouts: data/widerface/ (official) and
+    data/retinaface/ (labelv2.txt with landmarks, the .mat ground truth in val/gt/)."""
     work = tmp_path_factory.mktemp("user")
-    write_demo_dataset(work / "data" / "widerface", DemoConfig(num_train=3, num_val=2, seed=4))
+    wider = work / "data" / "widerface"
+    write_demo_dataset(wider, DemoConfig(num_train=3, num_val=2, seed=4))
+    retina = work / "data" / "retinaface"
+    (retina / "val").mkdir(parents=True)
+    (retina / "train").symlink_to(wider / "train")
+    for name in ("labelv2.txt", "images"):
+        (retina / "val" / name).symlink_to(wider / "val" / name)
+    (retina / "val" / "gt").symlink_to(wider / "wider_face_split")
     return work
 
 
@@ -72,10 +81,11 @@ def build_everything(path: Path) -> None:
 
 def test_configs_folder_holds_the_published_models_and_bases() -> None:
     names = {p.stem for p in CHILD_CONFIGS if p.parent.name == "scrfd"}
-    assert set(PUBLISHED) <= names
+    assert set(RELEASED) <= names
     assert {p.relative_to(CONFIGS / "_base_").as_posix() for p in (CONFIGS / "_base_").rglob("*.py")} == {
         "models/scrfd.py",
         "datasets/wider_face_scrfd.py",
+        "datasets/retinaface_scrfd.py",
         "schedules/scrfd_640e.py",
         "default_runtime.py",
     }
@@ -91,15 +101,26 @@ def test_child_configs_are_short_and_state_the_architecture_once(path: Path) -> 
     text = path.read_text()
     assert len(text.splitlines()) <= MAX_CHILD_LINES
     assert "_base_ = [" in text and "scrfd_arch" not in text and "device" not in text
-    for key in ("momentum", "param_scheduler", "train_dataloader", "anchor_generator", "loss_cls"):
+    for key in ("momentum", "param_scheduler", "LoadImageFromFile", "anchor_generator", "loss_cls"):
         assert key not in text, f"{path.name} restates {key}, which its bases hold"
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED))
+@pytest.mark.parametrize("name", sorted(RELEASED))
 def test_published_children_read_back_as_the_builders_full_config(name: str) -> None:
-    arch = PUBLISHED[name]
+    spec = importlib.util.spec_from_file_location(
+        "make_published_configs", REPO / "tools" / "make_published_configs.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
     loaded = Config.fromfile(str(CONFIGS / "scrfd" / f"{name}.py"), import_custom_modules=False).to_dict()
-    assert config_overrides(full_config(arch, work_dir=f"work_dirs/{name}"), loaded) == {}
+    assert config_overrides(tool.published_config(name, RELEASED[name]), loaded) == {}
+
+
+def test_search_winners_export_with_the_reference_full_schedule() -> None:
+    arch = PUBLISHED["scrfd_34g"]
+    cfg = full_config(arch)
+    assert cfg["optim_wrapper"]["optimizer"]["lr"] == 0.02 and cfg["train_cfg"]["max_epochs"] == 640
+    assert full_config(PUBLISHED["scrfd_2.5g"])["optim_wrapper"]["optimizer"]["lr"] == 0.01
 
 
 def test_exported_configs_build_against_the_readme_layout(in_folder: Path) -> None:

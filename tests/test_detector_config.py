@@ -19,7 +19,7 @@ from scrfd_search.config_builder import (
     model_config,
 )
 from scrfd_search.errors import UserError
-from scrfd_search.space.published import PUBLISHED, PUBLISHED_PARAMS_M
+from scrfd_search.space.published import PUBLISHED, PUBLISHED_PARAMS_M, RELEASED
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs" / "scrfd"
@@ -153,18 +153,64 @@ def test_dataloader_feeds_the_model(tmp_path):
     assert torch.isfinite(total)
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED))
+@pytest.mark.parametrize("name", sorted(RELEASED))
 def test_published_config_files_load_and_build(name):
     from mmdet.registry import MODELS
 
     cfg = Config.fromfile(CONFIG_DIR / f"{name}.py")
-    assert cfg.model.to_dict() == Config(dict(model=model_config(PUBLISHED[name]))).model.to_dict()
+    assert cfg.model.to_dict() == Config(dict(model=model_config(RELEASED[name]))).model.to_dict()
     assert cfg.train_cfg.max_epochs == 640
     assert cfg.optim_wrapper.optimizer.lr == (0.02 if name == "scrfd_34g" else 0.01)
-    built = build_model(PUBLISHED[name])
+    built = build_model(RELEASED[name])
     from_file = MODELS.build(cfg.model)
     assert _params(from_file) == _params(built)
-    assert (CONFIG_DIR / f"{name}.json").read_text() == PUBLISHED[name].to_json()
+    assert (CONFIG_DIR / f"{name}.json").read_text() == RELEASED[name].to_json()
+    # the reference's 2.5GF and 10GF configs keep boxes unclipped in crop and resize; 0.5GF and 34GF clip
+    crop, resize = cfg.train_dataloader.dataset.pipeline[2:4]
+    unclipped = name.startswith(("scrfd_2.5g", "scrfd_10g"))
+    assert crop.bbox_clip_border is resize.clip_object_border is (not unclipped)
+
+
+def test_keypoint_variants_are_the_references_bnkps_heads():
+    for name, box_scale in (("scrfd_500m_bnkps", False), ("scrfd_2.5g_bnkps", True), ("scrfd_10g_bnkps", True)):
+        arch = RELEASED[name]
+        base = PUBLISHED[name.removesuffix("_bnkps")]
+        assert (arch.block, arch.stages, arch.neck) == (base.block, base.stages, base.neck)
+        head = arch.head
+        assert (head.norm, head.shared, head.keypoints, head.box_scale) == ("bn", False, True, box_scale)
+        assert (head.num_convs, head.width, head.depthwise) == (
+            base.head.num_convs,
+            base.head.width,
+            base.head.depthwise,
+        )
+        model = build_model(arch)
+        scales = [n for n, _ in model.named_parameters() if n.startswith("bbox_head.scales.")]
+        assert len(scales) == (3 if box_scale else 0)
+        cfg = Config.fromfile(CONFIG_DIR / f"{name}.py")
+        assert cfg.train_dataloader.dataset.type == "RetinaFaceDataset"  # landmarks come from labelv2.txt
+        # the reference's 0.5GF keypoint config takes 16 images per GPU, the others 8 (lr 0.01 on 4 GPUs)
+        batch = 16 if name == "scrfd_500m_bnkps" else 8
+        assert cfg.train_dataloader.batch_size == batch
+        assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=4 * batch)
+
+
+def test_search_trials_use_the_lr_as_given():
+    # the reference's search: 8 images per batch at lr 0.01, which mmdet 2.x never rescales
+    cfg = build_config(PUBLISHED["scrfd_2.5g"], data=DATA, schedule=Schedule.search(80))
+    assert cfg["optim_wrapper"]["optimizer"]["lr"] == 0.01
+    assert cfg["auto_scale_lr"]["enable"] is False
+
+
+def test_residual_blocks_start_with_their_last_norm_at_zero():
+    from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
+
+    for name in ("scrfd_2.5g", "scrfd_34g"):
+        blocks = [m for m in build_model(PUBLISHED[name]).backbone.modules() if isinstance(m, BasicBlock | Bottleneck)]
+        assert blocks
+        for block in blocks:
+            last = block.norm3 if isinstance(block, Bottleneck) else block.norm2
+            assert torch.count_nonzero(last.weight) == 0 and torch.count_nonzero(last.bias) == 0
+            assert torch.count_nonzero(block.norm1.weight) == block.norm1.weight.numel()
 
 
 def test_published_config_files_are_up_to_date():

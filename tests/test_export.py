@@ -15,7 +15,7 @@ from mmengine.config import Config
 from scrfd_search.cli import main
 from scrfd_search.config_builder import model_config
 from scrfd_search.errors import UserError
-from scrfd_search.export import export_experiment, onnx_output_names
+from scrfd_search.export import export_experiment, released_output_names
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.search.store import ExperimentStore, TrialRecord
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
@@ -170,21 +170,23 @@ def onnx_vs_torch(onnx_path: Path, arch: ArchSpec, checkpoint: Path | None, size
     import onnxruntime
     import torch
 
-    from scrfd_search.export import load_detector, raw_head_module
+    from scrfd_search.export import load_detector, released_head_module
 
-    module = raw_head_module(load_detector(arch, checkpoint))
+    module = released_head_module(load_detector(arch, checkpoint))
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    assert [o.name for o in session.get_outputs()] == onnx_output_names(arch.head.keypoints)
+    assert [o.name for o in session.get_outputs()] == released_output_names(arch.head.keypoints)
     worst = 0.0
     gen = torch.Generator().manual_seed(1)
     for h, w in sizes:
-        x = torch.randn(2, 3, h, w, generator=gen)
+        x = torch.randn(1, 3, h, w, generator=gen)
         with torch.no_grad():
             expected = [t.numpy() for t in module(x)]
         got = session.run(None, {"input": x.numpy()})
-        for e, g, name in zip(expected, got, onnx_output_names(arch.head.keypoints), strict=True):
-            stride = int(name.rsplit("_", 1)[1])
-            assert g.shape == e.shape and g.shape[2:] == (h // stride, w // stride)
+        for e, g, name in zip(expected, got, released_output_names(arch.head.keypoints), strict=True):
+            group, stride = name.rsplit("_", 1)
+            channels = {"score": 1, "bbox": 4, "kps": 10}[group]
+            # the released layout: 1 x (H/S * W/S * 2 anchors) x channels
+            assert g.shape == e.shape == (1, (h // int(stride)) * (w // int(stride)) * 2, channels)
             worst = max(worst, float(np.abs(e - g).max()))
     return worst
 
@@ -228,17 +230,19 @@ def test_onnx_fresh_init_with_keypoints(tmp_path: Path, capsys: pytest.CaptureFi
     onnx.checker.check_model(model)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims[2:]] == ["height", "width"]  # dynamic input size
-    assert len(model.graph.output) == 9  # class, box and keypoint outputs at three strides
+    assert [o.name for o in model.graph.output] == [
+        f"{group}_{stride}" for group in ("score", "bbox", "kps") for stride in (8, 16, 32)
+    ]  # the released models' outputs, in insightface's runtime's order
 
 
 def test_onnx_keypoint_head_matches_pytorch_at_two_sizes(tmp_path: Path) -> None:
     import torch
 
-    from scrfd_search.export import export_onnx_bytes, load_detector, raw_head_module
+    from scrfd_search.export import export_onnx_bytes, load_detector, released_head_module
 
     arch = small_arch(np.random.default_rng(12), keypoints=True)
     torch.manual_seed(0)
-    module = raw_head_module(load_detector(arch, None))
+    module = released_head_module(load_detector(arch, None))
     path = tmp_path / "kps.onnx"
     path.write_bytes(export_onnx_bytes(module, True, (128, 128)))
     ckpt = tmp_path / "kps.pth"

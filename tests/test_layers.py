@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models", "data", "evaluation", "config_builder"),
     ("config_writer", "training"),
     ("sampling", "search"),
-    ("export", "plots", "doctor"),
+    ("export", "plots", "doctor", "weights", "inference"),
     ("commands", "cli"),
 )
 # Third-party packages slow enough to import that a module may defer them (and modules loading them).

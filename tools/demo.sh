@@ -16,8 +16,8 @@ IMG_SIZE=${IMG_SIZE:-192}
 TRAIN_IMAGES=${TRAIN_IMAGES:-200}
 VAL_IMAGES=${VAL_IMAGES:-50}
 RESULTS=${RESULTS_DIR:-results}
-# --lr is for a total batch of 32 and is scaled to --batch-size: 0.08 gives SCRFD's 0.01 at batch 4.
-COMMON=(--data "$DATA" --epochs "$EPOCHS" --img-size "$IMG_SIZE" --batch-size 4 --lr 0.08 --cpus-per-trial 1 --seed 0)
+# Each trial uses --lr as given (the reference's search: 0.01 for 8 images); the demo keeps 0.01 at batch 4.
+COMMON=(--data "$DATA" --epochs "$EPOCHS" --img-size "$IMG_SIZE" --batch-size 4 --lr 0.01 --cpus-per-trial 1 --seed 0)
 WHERE=(--results-dir "$RESULTS")
 
 if [ ! -f "$DATA/wider_face_split/wider_face_val_bbx_gt.txt" ]; then

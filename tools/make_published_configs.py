@@ -1,7 +1,8 @@
-"""Write configs/_base_/ and, for each released SCRFD architecture, configs/scrfd/<name>.py + <name>.json.
+"""Write configs/_base_/ and, for each released SCRFD model, configs/scrfd/<name>.py + <name>.json.
 
 The same writer as `scrfd-search export` (scrfd_search/config_writer.py), for the architectures in
-scrfd_search/space/published.py, on WIDER FACE at data/widerface/ with the reference's full schedule.
+scrfd_search/space/published.py (the four of the paper and the three keypoint variants), with the
+reference's full schedule and the per-model settings its configs use.
 
 Usage: .venv/bin/python tools/make_published_configs.py [--out-dir CONFIGS_DIR] [--check]
 With --check nothing is written; the exit status is 1 when a file is missing or out of date.
@@ -12,10 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from scrfd_search.config_writer import full_config, merged_bases, write_bases, write_child
-from scrfd_search.space.published import PUBLISHED
+from scrfd_search.config_builder import build_config, widerface_data
+from scrfd_search.config_writer import full_schedule, retinaface_data, write_bases, write_child
+from scrfd_search.space.arch import ArchSpec
+from scrfd_search.space.published import KEYPOINT_VARIANTS, RELEASED
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT_DIR = REPO_ROOT / "configs"
@@ -24,15 +28,31 @@ HEADER = (
     "Written by tools/make_published_configs.py (from scrfd_search/space/published.py); do not edit.\n"
     "Its ArchSpec is {name}.json beside this file. Train with: python tools/train.py configs/scrfd/{name}.py"
 )
+# Per-model settings read from the reference's configs/scrfd/*.py:
+# boxes stay unclipped in crop and resize in its 2.5GF and 10GF configs (GN and *_bnkps); the others clip.
+UNCLIPPED_BOXES = {"scrfd_2.5g", "scrfd_10g", "scrfd_2.5g_bnkps", "scrfd_10g_bnkps"}
+# The keypoint variants train on the RetinaFace labels (labelv2.txt, with landmarks); the 0.5GF one
+# with 16 images per GPU. All train on 4 GPUs, and the lr is for that whole batch.
+BATCH_PER_GPU = {"scrfd_500m_bnkps": 16}
+REFERENCE_GPUS = 4
+
+
+def published_config(name: str, arch: ArchSpec) -> dict:
+    """The full training config of one released model, with the reference's per-model settings."""
+    data = retinaface_data() if name in KEYPOINT_VARIANTS else widerface_data("data/widerface/")
+    batch = BATCH_PER_GPU.get(name, data.batch_size)
+    data = replace(data, bbox_clip_border=name not in UNCLIPPED_BOXES, batch_size=batch)
+    schedule = replace(full_schedule(arch), base_batch_size=batch * REFERENCE_GPUS)
+    return build_config(arch, data=data, schedule=schedule, work_dir=f"work_dirs/{name}")
 
 
 def write_published(out_dir: Path) -> None:
     """Write _base_/ and every published child config (+ ArchSpec JSON) under out_dir."""
     write_bases(out_dir)
-    bases = merged_bases()
-    for name, arch in PUBLISHED.items():
-        cfg = full_config(arch, work_dir=f"work_dirs/{name}")
-        write_child(out_dir / "scrfd" / f"{name}.py", arch, cfg, HEADER.format(name=name), "../_base_", bases)
+    for name, arch in RELEASED.items():
+        cfg = published_config(name, arch)
+        layout = "retinaface" if name in KEYPOINT_VARIANTS else "wider"
+        write_child(out_dir / "scrfd" / f"{name}.py", arch, cfg, HEADER.format(name=name), "../_base_", layout)
 
 
 def stale_files(out_dir: Path) -> list[Path]:
@@ -60,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"out of date: {path}")
         return 1 if stale else 0
     write_published(args.out_dir)
-    print(f"wrote {args.out_dir / '_base_'} and {len(PUBLISHED)} configs in {args.out_dir / 'scrfd'}")
+    print(f"wrote {args.out_dir / '_base_'} and {len(RELEASED)} configs in {args.out_dir / 'scrfd'}")
     return 0
 
 

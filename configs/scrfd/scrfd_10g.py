@@ -8,10 +8,15 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
+train_pipeline = _base_.train_pipeline
+train_pipeline[2].bbox_clip_border = False
+train_pipeline[3].clip_object_border = False
+
 model = dict(
     backbone=dict(
         type='SCRFDResNet',
         block='basic',
+        zero_init_residual=True,
         stem_width=56,
         depths=[3, 4, 2, 3],
         widths=[56, 88, 88, 224],
@@ -26,6 +31,8 @@ model = dict(
         shared_tower=True,
         depthwise=False,
         with_kps=False,
+        box_scale=True,
     ),
 )
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 work_dir = 'work_dirs/scrfd_10g'

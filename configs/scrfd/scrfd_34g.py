@@ -12,6 +12,7 @@ model = dict(
     backbone=dict(
         type='SCRFDResNet',
         block='bottleneck',
+        zero_init_residual=True,
         stem_width=56,
         depths=[17, 16, 2, 8],
         widths=[56, 56, 144, 184],
@@ -26,6 +27,7 @@ model = dict(
         shared_tower=True,
         depthwise=False,
         with_kps=False,
+        box_scale=True,
     ),
 )
 optim_wrapper = dict(optimizer=dict(lr=0.02))

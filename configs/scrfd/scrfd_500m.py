@@ -25,6 +25,7 @@ model = dict(
         shared_tower=True,
         depthwise=True,
         with_kps=False,
+        box_scale=True,
     ),
 )
 work_dir = 'work_dirs/scrfd_500m'

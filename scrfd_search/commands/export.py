@@ -26,7 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: results/NAME/export, or export/<arch stem>)"
     )
-    parser.add_argument("--onnx", action="store_true", help="also export each detector to ONNX")
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also export each detector to ONNX, in the released SCRFD models' convention",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="with --arch: the weights for --onnx (a trained or `import-weights` checkpoint)",
+    )
     parser.add_argument(
         "--data-root",
         default="data/widerface",
@@ -45,10 +55,19 @@ def run(args: argparse.Namespace) -> int:
     """Export and list what was written."""
     if (args.name is None) == (args.arch is None):
         raise UserError("expected either an experiment NAME or --arch ARCH.json (exactly one)")
+    if args.checkpoint is not None and args.arch is None:
+        raise UserError("--checkpoint: only with --arch (a search's export takes each trial's own checkpoint)")
     from scrfd_search.export import export_arch, export_experiment  # torch/mmdet: keeps --help fast
 
     if args.arch is not None:
-        out, index = export_arch(args.arch, args.out, data_root=args.data_root, with_onnx=args.onnx, force=args.force)
+        out, index = export_arch(
+            args.arch,
+            args.out,
+            data_root=args.data_root,
+            with_onnx=args.onnx,
+            force=args.force,
+            checkpoint=args.checkpoint,
+        )
     else:
         out, index = export_experiment(
             args.name,

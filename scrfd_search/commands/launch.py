@@ -38,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and training (default 0)")
     parser.add_argument("--img-size", type=int, default=640, help="training image size (default 640)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    parser.add_argument("--lr", type=float, default=0.01, help="learning rate for 32 images (default 0.01)")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=0.01,
+        help="each trial's lr, used as given whatever the batch, as in the reference's search (default 0.01)",
+    )
     parser.add_argument(
         "--val-interval", type=int, help="epochs between validations (default: ASHA's first rung, else the end)"
     )

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr",
         type=float,
         default=0.01,
-        help="learning rate for a total batch of 32 images, scaled linearly to --batch-size (default 0.01)",
+        help="learning rate, used as given whatever the batch, as a search trial's (default 0.01)",
     )
     parser.add_argument(
         "--warmup-iters",
@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--amp", action="store_true", help="mixed precision (GPU only: bf16 where supported, else fp16)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
+    parser.add_argument(
+        "--load-from",
+        type=Path,
+        metavar="CKPT",
+        help="start from these weights (a checkpoint of the same architecture, e.g. from `import-weights`)",
+    )
     parser.add_argument("--verbose", action="store_true", help="also print mmengine's log on stdout")
 
 
@@ -64,8 +70,16 @@ def _check_positive(name: str, value: int | None) -> None:
         raise UserError(f"{name}: expected an integer >= 1, got {value}")
 
 
+def _existing(path: Path) -> Path:
+    """path, or a UserError naming it when it is not a file."""
+    if not path.is_file():
+        raise UserError(f"--load-from {path}: no such checkpoint file")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every input, train, print the AP and the path of result.json."""
+    from scrfd_search.export import load_detector  # torch/mmdet
     from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for  # torch/mmengine
 
     arch_path = Path(args.arch)
@@ -83,8 +97,14 @@ def run(args: argparse.Namespace) -> int:
         max_val_images=args.max_val_images,
     )
     check_data(data)
+    if args.load_from is not None:
+        # load strictly once here: mmengine's load_from only warns about layers that do not fit
+        load_detector(arch, _existing(args.load_from))
     warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
-    schedule = Schedule(epochs=args.epochs, lr=args.lr, warmup_iters=warmup, val_interval=args.val_interval)
+    # the same recipe as a search trial: the reference trains candidates at lr 0.01 for 8 images, unscaled
+    schedule = Schedule(
+        epochs=args.epochs, lr=args.lr, base_batch_size=None, warmup_iters=warmup, val_interval=args.val_interval
+    )
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
     result = train_candidate(
         arch,
@@ -96,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         verbose=args.verbose,
         amp=args.amp,
+        load_from=args.load_from,
     )
     aps = "  ".join(
         f"{subset} {'n/a' if value is None else f'{100 * value:.2f}'}"

@@ -20,18 +20,28 @@ GT_SUBDIR = "wider_face_split"
 
 
 def train_pipeline(
-    img_size: int = 640, crop_choice: Sequence[float] = LARGE_CROPS, with_keypoints: bool = False
+    img_size: int = 640,
+    crop_choice: Sequence[float] = LARGE_CROPS,
+    with_keypoints: bool = False,
+    bbox_clip_border: bool = True,
 ) -> list[dict]:
     """The reference training pipeline: load, crop, resize to a square, flip, photometric, pack.
 
     The photometric step only draws its parameters here; FaceDataPreprocessor applies them to the
     batch on the training device (see scrfd_search.models.preprocessor).
+    `bbox_clip_border` False keeps boxes that stick out of the crop unclipped in crop and resize, as
+    the reference's full-schedule 2.5GF and 10GF configs do.
     """
     return [
         dict(type="LoadImageFromFile"),
         dict(type="LoadFaceAnnotations", with_bbox=True, with_keypoints=with_keypoints),
-        dict(type="RandomSquareCrop", crop_choice=tuple(float(c) for c in crop_choice), lazy=True),
-        dict(type="FaceResize", scale=(img_size, img_size), keep_ratio=False),
+        dict(
+            type="RandomSquareCrop",
+            crop_choice=tuple(float(c) for c in crop_choice),
+            lazy=True,
+            bbox_clip_border=bbox_clip_border,
+        ),
+        dict(type="FaceResize", scale=(img_size, img_size), keep_ratio=False, clip_object_border=bbox_clip_border),
         dict(type="FaceRandomFlip", prob=0.5),
         dict(
             type="DrawPhotoMetricDistortion",
@@ -62,6 +72,7 @@ def dataset_config(
     with_keypoints: bool = False,
     layout: str = "wider",
     min_size: float | None = None,
+    bbox_clip_border: bool = True,
 ) -> dict:
     """A dataset config for `data_root` in the official ('wider') or RetinaFace ('retinaface') layout.
 
@@ -86,6 +97,10 @@ def dataset_config(
         data_root=str(data_root),
         test_mode=not is_train,
         min_size=min_size,
-        pipeline=train_pipeline(img_size, crop_choice, with_keypoints) if is_train else test_pipeline(img_size),
+        pipeline=(
+            train_pipeline(img_size, crop_choice, with_keypoints, bbox_clip_border)
+            if is_train
+            else test_pipeline(img_size)
+        ),
     )
     return cfg

@@ -9,7 +9,7 @@ from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, constant_init
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -61,7 +61,9 @@ class SCRFDResNet(_StagedBackbone):
     """ResNet with a three-conv deep stem and average-pool shortcuts (ResNet-D style), any depths/widths.
 
     Stage k has ``depths[k]`` blocks of width ``widths[k]`` (the inner width for bottlenecks, whose
-    output is 4x wider); layer1 keeps stride 4, layers 2-4 halve the resolution.
+    output is 4x wider); layer1 keeps stride 4, layers 2-4 halve the resolution. With
+    ``zero_init_residual`` (the reference ResNetV1e's default) each block's last norm starts at zero,
+    so that every residual block starts as the identity.
     """
 
     def __init__(
@@ -73,9 +75,11 @@ class SCRFDResNet(_StagedBackbone):
         norm_cfg: dict | None = None,
         norm_eval: bool = False,
         out_indices: Sequence[int] = (0, 1, 2, 3),
+        zero_init_residual: bool = True,
         init_cfg: list | dict | None = None,
     ) -> None:
         super().__init__(out_indices, norm_eval, init_cfg)
+        self.zero_init_residual = zero_init_residual
         if block not in RESNET_BLOCKS:
             raise ValueError(f"block: {block!r} is not one of {', '.join(RESNET_BLOCKS)}")
         _check_stages(depths, widths)
@@ -102,6 +106,16 @@ class SCRFDResNet(_StagedBackbone):
             )
             self.add_module(f"layer{i + 1}", layer)
             in_channels = width * block_cls.expansion
+
+    def init_weights(self) -> None:
+        """Kaiming convs and unit norms (init_cfg), then zero each block's last norm (zero_init_residual)."""
+        super().init_weights()
+        if self.zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    constant_init(m.norm3, 0)
+                elif isinstance(m, BasicBlock):
+                    constant_init(m.norm2, 0)
 
 
 def _conv_dw(in_channels: int, out_channels: int, stride: int, norm_cfg: dict) -> nn.Module:

@@ -69,6 +69,8 @@ class SCRFDHead(AnchorHead):
         shared_tower: one tower and one set of predictors for all strides (else one per stride).
         depthwise: the tower units are depthwise-separable (dw 3x3 + norm + ReLU, pw 1x1 + norm + ReLU).
         with_kps: predict five landmarks per anchor (offsets from the anchor centre, in strides).
+        box_scale: a learnable Scale per stride multiplies the box distances (the reference's
+            scale_mode; its 0.5GF keypoint model has none).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class SCRFDHead(AnchorHead):
         shared_tower: bool = True,
         depthwise: bool = False,
         with_kps: bool = False,
+        box_scale: bool = True,
         anchor_generator: dict | None = None,
         bbox_coder: dict | None = None,
         loss_cls: dict | None = None,
@@ -95,6 +98,7 @@ class SCRFDHead(AnchorHead):
         self.shared_tower = shared_tower
         self.depthwise = depthwise
         self.with_kps = with_kps
+        self.box_scale = box_scale
         super().__init__(
             num_classes=num_classes,
             in_channels=in_channels,
@@ -126,7 +130,7 @@ class SCRFDHead(AnchorHead):
         )
 
     def _init_layers(self) -> None:
-        """Towers, predictors (one set, or one per stride) and a learnable Scale per stride."""
+        """Towers, predictors (one set, or one per stride) and, with box_scale, a learnable Scale per stride."""
         num_sets = 1 if self.shared_tower else self.prior_generator.num_levels
         out_channels = self.feat_channels if self.stacked_convs > 0 else self.in_channels
         anchors = self.num_base_priors
@@ -143,7 +147,8 @@ class SCRFDHead(AnchorHead):
             self.conv_reg.append(nn.Conv2d(out_channels, anchors * 4, 3, padding=1))
             if self.with_kps:
                 self.conv_kps.append(nn.Conv2d(out_channels, anchors * NUM_KEYPOINTS * 2, 3, padding=1))
-        self.scales = nn.ModuleList([Scale(1.0) for _ in self.prior_generator.strides])
+        strides = self.prior_generator.strides
+        self.scales = nn.ModuleList([Scale(1.0) if self.box_scale else nn.Identity() for _ in strides])
 
     def forward(self, x: tuple[Tensor, ...]) -> tuple[list[Tensor], ...]:
         """Class logits, box distances (in strides) and, with keypoints, landmark offsets per level."""

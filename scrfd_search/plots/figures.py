@@ -38,9 +38,19 @@ from scrfd_search.plots.style import (
     style_context,
 )
 from scrfd_search.search.store import TrialRecord, ranked
+from scrfd_search.space.published import PUBLISHED_GFLOPS, PUBLISHED_HARD_AP
 
 AP_LABEL = "hard AP (%)"
 SEGMENT_LABEL_MIN = 7.0  # % of a bar: smaller segments are not labelled inside
+# Published models are drawn when their GFLOPs lie within this factor of the searched range, so that
+# a 0.5 GF search is not squeezed into a corner by the 34 GF model.
+PUBLISHED_RANGE_FACTOR = 3.0
+PUBLISHED_LABELS = {
+    "scrfd_500m": "SCRFD-0.5GF",
+    "scrfd_2.5g": "SCRFD-2.5GF",
+    "scrfd_10g": "SCRFD-10GF",
+    "scrfd_34g": "SCRFD-34GF",
+}
 
 
 def pct(x: float) -> float:
@@ -285,10 +295,14 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
     points = [(view, t) for view in views for t in view.trials]
     front = pareto_front([(t.flops.total_gflops, pct(t.hard)) for _, t in points])
     gflops = [t.flops.total_gflops for _, t in points]
+    low, high = min(gflops) / PUBLISHED_RANGE_FACTOR, max(gflops) * PUBLISHED_RANGE_FACTOR
+    published = [(name, g, PUBLISHED_HARD_AP[name]) for name, g in PUBLISHED_GFLOPS.items() if low <= g <= high]
+    gflops += [g for _, g, _ in published]
     with style_context():
         shown = [v for v in views if v.trials]
-        fig = new_figure(COLUMN_WIDTH_IN, 2.6 + LEGEND_LINE_IN * (len(shown) + 1))
-        ax, legend_ax = axes_with_legend_below(fig, 2.2, len(shown) + 1)
+        legend_rows = len(shown) + 1 + bool(published)
+        fig = new_figure(COLUMN_WIDTH_IN, 2.6 + LEGEND_LINE_IN * legend_rows)
+        ax, legend_ax = axes_with_legend_below(fig, 2.2, legend_rows)
         for i, view in enumerate(views):
             if not view.trials:
                 continue
@@ -307,6 +321,20 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
         fx, fy = [p[0] for p in front_points], [p[1] for p in front_points]
         ax.step(fx, fy, where="post", color="black", lw=1.0, label="Pareto front")
         ax.scatter(fx, fy, s=26, facecolors="none", edgecolors="black", linewidths=0.8, zorder=3)
+        if published:
+            ax.scatter(
+                [g for _, g, _ in published],
+                [ap for _, _, ap in published],
+                s=60,
+                marker="*",
+                color="#DDCC77",  # sand: apart from the store colours
+                edgecolors="black",
+                linewidths=0.5,
+                zorder=4,
+                label="published SCRFD (paper, WIDER val)",
+            )
+            for name, g, ap in published:
+                ax.annotate(PUBLISHED_LABELS[name], (g, ap), xytext=(4, -8), textcoords="offset points", fontsize=6)
         for budget in sorted({v.budget_gflops for v in views if v.trials and v.budget_gflops}):
             ax.axvline(budget, color="#999999", ls=":", lw=0.8, zorder=0)
         if max(gflops) / min(gflops) > 4:
@@ -320,9 +348,10 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
         ax.set_title("Hard AP against computation (dotted: budgets)", loc="left")
         legend_in(legend_ax, *ax.get_legend_handles_labels())
         caption(fig, _counts_caption(views))
-    columns = ("store", "budget_gflops", "step", "trial_id", "total_gflops", "hard_ap_pct", "pareto")
+    columns = ("source", "store", "budget_gflops", "step", "trial_id", "total_gflops", "hard_ap_pct", "pareto")
     rows = [
         {
+            "source": "search",
             "store": v.name,
             "budget_gflops": v.budget_gflops,
             "step": v.step,
@@ -332,5 +361,10 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
             "pareto": f,
         }
         for (v, t), f in zip(points, front, strict=True)
+    ]
+    rows += [
+        {"source": "paper", "store": "", "budget_gflops": None, "step": None, "trial_id": name, "total_gflops": g}
+        | {"hard_ap_pct": ap, "pareto": None}
+        for name, g, ap in published
     ]
     return Drawn("pareto_hard_ap_gflops", fig, columns, rows)

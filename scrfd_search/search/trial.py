@@ -152,6 +152,9 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         Schedule(
             epochs=settings.epochs,
             lr=settings.lr,
+            # The reference's search (configs/scrfdgen*/, search_tools/search_train.py) trains each
+            # candidate on one GPU, 8 images per batch, at lr 0.01 as given: mmdet 2.x never rescales.
+            base_batch_size=None,
             warmup_iters=warmup_iters_for(data, settings.epochs),
             val_interval=settings.val_interval,
         ),

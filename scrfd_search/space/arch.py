@@ -58,7 +58,11 @@ class NeckSpec:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """The detection head: a tower of 3x3 convs per level feeding class, box (and keypoint) outputs."""
+    """The detection head: a tower of 3x3 convs per level feeding class, box (and keypoint) outputs.
+
+    `box_scale`: a learnable scalar per stride multiplies the box distances. It is the reference's
+    `scale_mode` resolved: scale_mode 0 has none, 2 has one, 1 has one only with a shared head.
+    """
 
     num_convs: int
     width: int
@@ -67,6 +71,7 @@ class HeadSpec:
     shared: bool = True
     depthwise: bool = False
     keypoints: bool = False
+    box_scale: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class ArchSpec:
             _check_int_range("head.gn_groups", head.gn_groups, 1, head.width)
             if head.width % head.gn_groups:
                 raise ArchSpecError(f"head.gn_groups: {head.gn_groups} does not divide head.width {head.width}")
-        for flag in ("shared", "depthwise", "keypoints"):
+        for flag in ("shared", "depthwise", "keypoints", "box_scale"):
             if not isinstance(getattr(head, flag), bool):
                 raise ArchSpecError(f"head.{flag}: expected true or false, got {getattr(head, flag)!r}")
 

@@ -1,6 +1,8 @@
-"""The four released SCRFD architectures (the paper's table and the reference's configs), as ArchSpecs."""
+"""The released SCRFD architectures (the paper's table, the reference's configs) and keypoint variants."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 
@@ -53,4 +55,28 @@ PUBLISHED_PARAMS_M: dict[str, float] = {
     "scrfd_2.5g": 0.67,
     "scrfd_10g": 3.86,
     "scrfd_34g": 9.80,
+}
+
+
+def _keypoint_variant(arch: ArchSpec, box_scale: bool) -> ArchSpec:
+    """The reference's *_bnkps head on arch: BatchNorm, one head per stride, five landmarks."""
+    return replace(arch, head=replace(arch.head, norm="bn", shared=False, keypoints=True, box_scale=box_scale))
+
+
+# The reference's configs/scrfd/*_bnkps.py (the models insightface releases as ONNX): scale_mode 0 (no
+# Scale on the box branch) for 0.5GF, scale_mode 2 (a Scale per stride) for 2.5GF and 10GF.
+KEYPOINT_VARIANTS: dict[str, ArchSpec] = {
+    "scrfd_500m_bnkps": _keypoint_variant(PUBLISHED["scrfd_500m"], box_scale=False),
+    "scrfd_2.5g_bnkps": _keypoint_variant(PUBLISHED["scrfd_2.5g"], box_scale=True),
+    "scrfd_10g_bnkps": _keypoint_variant(PUBLISHED["scrfd_10g"], box_scale=True),
+}
+# Every architecture configs/scrfd/ holds.
+RELEASED: dict[str, ArchSpec] = {**PUBLISHED, **KEYPOINT_VARIANTS}
+
+# The paper's WIDER FACE val hard AP (%) of the published models, drawn on the Pareto figure.
+PUBLISHED_HARD_AP: dict[str, float] = {
+    "scrfd_500m": 68.51,
+    "scrfd_2.5g": 77.87,
+    "scrfd_10g": 83.05,
+    "scrfd_34g": 85.29,
 }

@@ -1,4 +1,4 @@
-# WIDER FACE: large-crop training pipeline, loaders, WIDER FACE metric.
+# WIDER FACE (official layout): large-crop training pipeline, loaders, metric.
 # Written by scrfd-search (scrfd_search/config_writer.py); do not edit.
 
 data_root = 'data/widerface/'
@@ -9,8 +9,9 @@ train_pipeline = [
         type='RandomSquareCrop',
         crop_choice=(0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0),
         lazy=True,
+        bbox_clip_border=True,
     ),
-    dict(type='FaceResize', scale=(640, 640), keep_ratio=False),
+    dict(type='FaceResize', scale=(640, 640), keep_ratio=False, clip_object_border=True),
     dict(type='FaceRandomFlip', prob=0.5),
     dict(
         type='DrawPhotoMetricDistortion',
