@@ -24,7 +24,8 @@ from torchvision.ops import nms
 
 from scrfd_search.config_builder import MAX_DETECTIONS, PIXEL_MEAN, PIXEL_STD, SIZE_DIVISOR
 from scrfd_search.errors import UserError
-from scrfd_search.export import OUTPUT_CHANNELS, STRIDES, load_detector, released_output_names
+from scrfd_search.export.checkpoints import load_detector
+from scrfd_search.export.released_format import OUTPUT_CHANNELS, STRIDES, released_output_names
 from scrfd_search.space.arch import ArchSpec
 
 ANCHORS_PER_LOCATION = 2

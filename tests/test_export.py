@@ -15,7 +15,8 @@ from mmengine.config import Config
 from scrfd_search.cli import main
 from scrfd_search.config_builder import model_config
 from scrfd_search.errors import UserError
-from scrfd_search.export import export_experiment, released_output_names
+from scrfd_search.export.released_format import released_output_names
+from scrfd_search.export.writer import export_experiment
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.search.store import ExperimentStore, TrialRecord
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
@@ -170,7 +171,8 @@ def onnx_vs_torch(onnx_path: Path, arch: ArchSpec, checkpoint: Path | None, size
     import onnxruntime
     import torch
 
-    from scrfd_search.export import load_detector, released_head_module
+    from scrfd_search.export.checkpoints import load_detector
+    from scrfd_search.export.released_format import released_head_module
 
     module = released_head_module(load_detector(arch, checkpoint))
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -238,7 +240,9 @@ def test_onnx_fresh_init_with_keypoints(tmp_path: Path, capsys: pytest.CaptureFi
 def test_onnx_keypoint_head_matches_pytorch_at_two_sizes(tmp_path: Path) -> None:
     import torch
 
-    from scrfd_search.export import export_onnx_bytes, load_detector, released_head_module
+    from scrfd_search.export.checkpoints import load_detector
+    from scrfd_search.export.onnx_file import export_onnx_bytes
+    from scrfd_search.export.released_format import released_head_module
 
     arch = small_arch(np.random.default_rng(12), keypoints=True)
     torch.manual_seed(0)

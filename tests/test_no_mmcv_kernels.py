@@ -24,7 +24,8 @@ from torch import Tensor
 from scrfd_search.config_builder import DataSettings, Schedule, build_model
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.data.pipelines import test_pipeline
-from scrfd_search.export import export_arch, load_detector
+from scrfd_search.export.checkpoints import load_detector
+from scrfd_search.export.writer import export_arch
 from scrfd_search.models.head import SCRFDHead
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.training import train_candidate

@@ -24,7 +24,8 @@ from scrfd_search.config_builder import build_model
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.predictions import read_prediction_file
-from scrfd_search.export import export_onnx_bytes, released_head_module
+from scrfd_search.export.onnx_file import export_onnx_bytes
+from scrfd_search.export.released_format import released_head_module
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.space.published import RELEASED
 from scrfd_search.weights import import_weights, load_onnx, self_check, state_from_onnx

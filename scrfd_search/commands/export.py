@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("expected either an experiment NAME or --arch ARCH.json (exactly one)")
     if args.checkpoint is not None and args.arch is None:
         raise UserError("--checkpoint: only with --arch (a search's export takes each trial's own checkpoint)")
-    from scrfd_search.export import export_arch, export_experiment  # torch/mmdet: keeps --help fast
+    from scrfd_search.export.writer import export_arch, export_experiment  # torch/mmdet: keeps --help fast
 
     if args.arch is not None:
         out, index = export_arch(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.errors import UserError
+from scrfd_search.export.checkpoints import load_detector
 from scrfd_search.space.arch import ArchSpec
 
 
@@ -79,7 +80,6 @@ def _existing(path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Check every input, train, print the AP and the path of result.json."""
-    from scrfd_search.export import load_detector  # torch/mmdet
     from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for  # torch/mmengine
 
     arch_path = Path(args.arch)

@@ -1,0 +1,108 @@
+"""What to export: the best finished trials of a search, or one ArchSpec file (with its checkpoint)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scrfd_search.errors import UserError
+from scrfd_search.flops.analytic import count_flops
+from scrfd_search.flops.report import FlopsReport
+from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
+from scrfd_search.space.arch import ArchSpec
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One model to export: its sub-folder ('' for the export folder itself), file stem, arch, metrics."""
+
+    folder: str
+    stem: str
+    arch: ArchSpec
+    flops: FlopsReport
+    flops_source: str
+    metrics: dict[str, Any] | None = None
+    checkpoint: Path | None = None
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of text (letters, digits, - _ . kept; the rest become _)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
+
+
+def _resolve_checkpoint(trial: TrialRecord, experiment_dir: Path) -> Path | None:
+    """The trial's checkpoint file (absolute, or relative to the experiment or the current folder)."""
+    if not trial.checkpoint:
+        return None
+    path = Path(trial.checkpoint).expanduser()
+    for candidate in (path,) if path.is_absolute() else (experiment_dir / path, Path.cwd() / path):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise UserError(
+        f"{experiment_dir / 'leaderboard.json'}: trial {trial.trial_id}: checkpoint {trial.checkpoint} "
+        "not found (it was moved or deleted; export without --onnx, or restore it)"
+    )
+
+
+def search_metrics(trial: TrialRecord, rank: int, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a trial was chosen on, and the search that measured them."""
+    return {
+        "experiment": name,
+        "step": settings.get("step"),
+        "budget_gflops": settings.get("budget_gflops"),
+        "search_epochs": settings.get("epochs"),
+        "trial_id": trial.trial_id,
+        "rank": rank,
+        "state": trial.state,
+        "easy": trial.easy,
+        "medium": trial.medium,
+        "hard": trial.hard,
+        "epochs": trial.epochs_run,
+        "ranked_by": "hard AP on the WIDER FACE validation set",
+    }
+
+
+def items_from_experiment(
+    name: str, top: int, results_dir: str | os.PathLike | None = None, need_checkpoints: bool = False
+) -> list[ExportItem]:
+    """The top `top` finished trials of an experiment by hard AP (failed trials are never exported)."""
+    if top < 1:
+        raise UserError(f"--top: {top} must be at least 1")
+    store = ExperimentStore(store_path(name, results_dir))
+    settings = store.read_experiment()
+    best = [t for t in ranked(store.read_trials()) if t.state != "ERROR"][:top]
+    if not best:
+        raise UserError(f"{store.leaderboard_file}: no trial with a hard AP yet (nothing to export)")
+    items = []
+    for rank, trial in enumerate(best, 1):
+        folder = f"{rank:02d}_{safe_name(trial.trial_id)}"
+        items.append(
+            ExportItem(
+                folder=folder,
+                stem=f"{safe_name(name)}_{folder}",
+                arch=trial.arch,
+                flops=trial.flops,
+                flops_source=f"recorded by the search ({store.leaderboard_file})",
+                metrics=search_metrics(trial, rank, name, settings),
+                checkpoint=_resolve_checkpoint(trial, store.path) if need_checkpoints else None,
+            )
+        )
+    return items
+
+
+def item_from_arch(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> ExportItem:
+    """One ArchSpec JSON file (and optionally its trained or imported checkpoint) as an export item."""
+    path = Path(path)
+    arch = ArchSpec.load(path)
+    stem = safe_name(path.stem)
+    ckpt = None
+    if checkpoint is not None:
+        ckpt = Path(checkpoint)
+        if not ckpt.is_file():
+            raise UserError(f"--checkpoint {ckpt}: no such file")
+        ckpt = ckpt.resolve()
+    flops = count_flops(arch)
+    return ExportItem("", stem, arch, flops, "closed-form count (scrfd_search.flops.analytic)", checkpoint=ckpt)
