@@ -27,7 +27,7 @@ from scrfd_search.search.checks import (
 from scrfd_search.search.orchestrate import send_ray_auth_token
 from scrfd_search.search.trial import data_workers
 from scrfd_search.space.search_space import SearchSpace
-from scrfd_search.training import probe_training
+from scrfd_search.training.candidate import probe_training
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 LOW_DISK_GIB = 5.0  # a search keeps one checkpoint per trial (a few MB each) plus logs

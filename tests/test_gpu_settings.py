@@ -14,7 +14,7 @@ from scrfd_search.search.checks import check_trial_resources
 from scrfd_search.search.ray_callback import with_result
 from scrfd_search.search.trial import append_event, choose_device, data_workers
 from scrfd_search.space.published import PUBLISHED
-from scrfd_search.training import amp_dtype_for
+from scrfd_search.training.device import amp_dtype_for
 
 DATA = DataSettings("data", "gt", num_workers=4)
 PLACED = {

@@ -28,7 +28,7 @@ from scrfd_search.export.checkpoints import load_detector
 from scrfd_search.export.writer import export_arch
 from scrfd_search.models.head import SCRFDHead
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
-from scrfd_search.training import train_candidate
+from scrfd_search.training.candidate import train_candidate
 
 KPS_ARCH = ArchSpec(
     block="depthwise",

@@ -15,13 +15,8 @@ from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
-from scrfd_search.training import (
-    HISTORY_FILE,
-    RESULT_FILE,
-    LossDivergedError,
-    StopTraining,
-    train_candidate,
-)
+from scrfd_search.training.candidate import RESULT_FILE, train_candidate
+from scrfd_search.training.monitor import HISTORY_FILE, LossDivergedError, StopTraining
 
 TINY_ARCH = ArchSpec(
     block="basic",

@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_config(args: argparse.Namespace):
     """Read the config, apply the command-line overrides and settle the work dir, AMP and resume."""
-    from scrfd_search.training import entry_point_config
+    from scrfd_search.training.runner import entry_point_config
 
     cfg = entry_point_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     if args.amp:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     """Build the Runner from the config and train."""
     args = parse_args(argv)
     from scrfd_search.config_builder import register_modules
-    from scrfd_search.training import own_checkpoint_loading, runner_from_config
+    from scrfd_search.training.runner import own_checkpoint_loading, runner_from_config
 
     register_modules()
     cfg = load_config(args)

@@ -21,6 +21,7 @@ from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.errors import UserError
 from scrfd_search.export.checkpoints import load_detector
 from scrfd_search.space.arch import ArchSpec
+from scrfd_search.training.data_checks import check_data, warmup_iters_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +81,7 @@ def _existing(path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Check every input, train, print the AP and the path of result.json."""
-    from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for  # torch/mmengine
+    from scrfd_search.training.candidate import RESULT_FILE, train_candidate  # torch/mmengine
 
     arch_path = Path(args.arch)
     arch = ArchSpec.load(arch_path)

@@ -16,6 +16,7 @@ from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import atomic_write_text
 from scrfd_search.space.arch import ArchSpec
+from scrfd_search.training.data_checks import warmup_iters_for
 
 EVENTS_FILE = "trial_events.jsonl"
 GT_DIR = "wider_face_split"  # where the four evaluation .mat files lie, beside the text annotations
@@ -117,7 +118,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     placement = ray_placement()
     import torch
 
-    from scrfd_search.training import train_candidate, warmup_iters_for  # torch/mmengine, in the worker only
+    from scrfd_search.training.candidate import train_candidate  # torch/mmengine, in the worker only
 
     torch.set_num_threads(max(1, settings.threads))
     trial_id = tune.get_context().get_trial_id()
