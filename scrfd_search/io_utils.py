@@ -37,3 +37,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write obj as indented, key-sorted JSON atomically (byte-stable for equal objects)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def check_writable(path: str | os.PathLike, flag: str) -> None:
+    """Fail with a UserError naming flag unless files can be created at path (checked before any work).
+
+    The nearest existing folder on the way must be a folder and accept a new file: this catches a
+    read-only mount, an immutable folder and a path under a regular file, and creates nothing.
+    """
+    from scrfd_search.errors import UserError
+
+    target = Path(path).expanduser().absolute()
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{flag}: {target}: {probe} is a file, not a folder (cannot create anything under it)")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".scrfd-search-write-check.", dir=probe)
+    except OSError as exc:
+        raise UserError(f"{flag}: {target}: cannot write in {probe} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(tmp)

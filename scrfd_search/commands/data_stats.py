@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scrfd_search.data.preflight import check_split
 from scrfd_search.errors import UserError
+from scrfd_search.io_utils import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +51,8 @@ def validate(args: argparse.Namespace) -> None:
         raise UserError(f"--num-images {args.num_images}: expected at least 1")
     if args.plot and Path(args.plot).is_dir():
         raise UserError(f"--plot {args.plot}: is a folder, expected a file path")
+    if args.plot:
+        check_writable(Path(args.plot).parent, "--plot")
 
 
 def sample_infos(args: argparse.Namespace) -> tuple[list[dict], int]:
@@ -59,6 +63,7 @@ def sample_infos(args: argparse.Namespace) -> tuple[list[dict], int]:
     from scrfd_search.data.pipelines import dataset_config
 
     layout = detect_layout(Path(args.data), args.split)
+    check_split(args.data, args.split, layout)  # the data rule of train and launch: unreadable images refused
     cfg = dataset_config(args.data, args.split, args.img_size, layout=layout)
     cls = WiderFaceDataset if layout == "wider" else RetinaFaceDataset
     dataset = cls(

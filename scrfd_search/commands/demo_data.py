@@ -36,12 +36,16 @@ def run(args: argparse.Namespace) -> int:
     """Generate the data set and print what was written."""
     from scrfd_search.data.demo import DemoConfig, write_demo_dataset
     from scrfd_search.errors import UserError
+    from scrfd_search.io_utils import check_writable
 
     if not 32 <= args.min_width <= args.max_width:
         raise UserError(f"--min-width/--max-width: {args.min_width}..{args.max_width} is not a range of at least 32 px")
     if not 1 <= args.min_face < args.min_width / 2:
         raise UserError(f"--min-face: {args.min_face} must be at least 1 and under half of --min-width")
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out: {args.out} is a file, expected a folder")
+    check_writable(args.out.parent if not args.out.exists() else args.out, "--out")
     start = time.perf_counter()
     config = DemoConfig(
         num_train=args.train,

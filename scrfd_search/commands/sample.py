@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from scrfd_search.errors import UserError
+from scrfd_search.io_utils import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,12 @@ def run(args: argparse.Namespace) -> int:
     space = SearchSpace.load(args.space)
     if args.budget is not None and args.budget <= 0:
         raise UserError(f"--budget: {args.budget} must be a positive number of GFLOPs")
+    if args.seed < 0:
+        raise UserError(f"--seed: {args.seed} must be 0 or more")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out: {args.out} is a file, expected a folder")
+    if args.out is not None:
+        check_writable(args.out.parent, "--out")
     if args.out is not None and args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise UserError(f"--out: {args.out} already holds files (use --force to replace them)")
     budget = space.budget_gflops if args.budget is None else args.budget

@@ -7,12 +7,22 @@ by default DIR/wider_face_split/. Training uses SGD (momentum 0.9, weight decay 
 warm-up, tenfold lr drops at 440/640 and 544/640 of the epochs, and SCRFD's large-crop sample
 redistribution. mmengine's logs and checkpoints go to the work dir; one progress line per epoch goes
 to stderr; the final easy/medium/hard AP is printed and written to WORK_DIR/result.json.
+
+Before anything starts the annotations are parsed and every listed image is decoded (an unreadable
+image is refused, named; see the README's data rule). A work dir holding a checkpoint of an unfinished
+run of the same candidate is resumed automatically; a finished or unrelated non-empty work dir is
+refused unless --force (which trains afresh into it). A run that fails before its first checkpoint
+leaves no work dir behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
+
+from scrfd_search.data.preflight import check_split
+from scrfd_search.io_utils import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="linear warm-up iterations (default 1500, at most a tenth of the run's iterations)",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
+    parser.add_argument(
+        "--resume", action="store_true", help="kept for old scripts: an unfinished work dir is always resumed"
+    )
+    parser.add_argument("--force", action="store_true", help="train afresh into a finished or non-empty work dir")
     parser.add_argument("--verbose", action="store_true", help="also print mmengine's log on stdout")
 
 
@@ -54,6 +67,24 @@ def _check_positive(name: str, value: int | None) -> None:
 
     if value is not None and value < 1:
         raise UserError(f"{name}: expected an integer >= 1, got {value}")
+
+
+def work_dir_mode(work_dir: Path, force: bool) -> bool:
+    """Whether to resume in work_dir: yes for an unfinished run; a finished or unrelated one needs --force."""
+    from scrfd_search.errors import UserError
+    from scrfd_search.training import RESULT_FILE
+
+    if not work_dir.exists():
+        return False
+    if not work_dir.is_dir():
+        raise UserError(f"--work-dir: {work_dir} is a file, expected a folder")
+    if force or not any(work_dir.iterdir()):
+        return False
+    if (work_dir / RESULT_FILE).is_file():
+        raise UserError(f"--work-dir: {work_dir} holds a finished run ({RESULT_FILE}); use --force to train afresh")
+    if (work_dir / "last_checkpoint").is_file():
+        return True
+    raise UserError(f"--work-dir: {work_dir} is not empty and holds no run to resume; use --force or another folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,12 +108,22 @@ def run(args: argparse.Namespace) -> int:
         max_val_images=args.max_val_images,
     )
     check_data(data)
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
+    resume = work_dir_mode(work_dir, args.force)
+    check_writable(work_dir, "--work-dir")
+    for split in ("train", "val"):
+        check_split(data_root, split, data.layout)
     warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
     schedule = Schedule(epochs=args.epochs, lr=args.lr, warmup_iters=warmup, val_interval=args.val_interval)
-    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
-    result = train_candidate(
-        arch, data, schedule, work_dir, device=args.device, seed=args.seed, resume=args.resume, verbose=args.verbose
-    )
+    created = not work_dir.exists()
+    try:
+        result = train_candidate(
+            arch, data, schedule, work_dir, device=args.device, seed=args.seed, resume=resume, verbose=args.verbose
+        )
+    except BaseException:
+        if created and not (work_dir / "last_checkpoint").exists():  # nothing worth keeping yet
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
     aps = "  ".join(
         f"{subset} {'n/a' if value is None else f'{100 * value:.2f}'}"
         for subset, value in (("easy", result.easy), ("medium", result.medium), ("hard", result.hard))

@@ -7,6 +7,7 @@ from typing import Any
 
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.search.constraint import ShareConstraint
+from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.store import TrialRecord, ranked
 
 STATE_ORDER = {"TERMINATED": 0, "RUNNING": 1, "PENDING": 2, "ERROR": 3}
@@ -94,20 +95,26 @@ def leaderboard_table(trials: list[TrialRecord]) -> str:
     return "\n".join(lines)
 
 
-def status_text(experiment: dict[str, Any], trials: list[TrialRecord]) -> str:
-    """What `status` prints: a header, the progress line, the constraint (step 2), the table, errors."""
-    name = experiment.get("name", "?")
+def _total(experiment: ExperimentRecord, trials: list[TrialRecord]) -> int:
+    """Trials the search was launched with (the rows there are, for an older store that does not say)."""
+    return experiment.trials if experiment.trials is not None else len(trials)
+
+
+def status_text(experiment: ExperimentRecord, trials: list[TrialRecord], driver: str | None = None) -> str:
+    """What `status` prints: a header, the progress, the driver line, the constraint (step 2), the table, errors."""
     low_high = ""
-    if experiment.get("budget_gflops") is not None:
-        b, tol = experiment["budget_gflops"], experiment.get("tolerance", 0.0)
-        low_high = f", budget {b:g} GFLOPs +-{100 * tol:g}%"
+    if experiment.budget_gflops is not None:
+        tol = experiment.tolerance or 0.0
+        low_high = f", budget {experiment.budget_gflops:g} GFLOPs +-{100 * tol:g}%"
     lines = [
-        f"search {name}: step {experiment.get('step', 1)}, {experiment.get('searcher')} searcher, "
-        f"{experiment.get('scheduler')} scheduler, {experiment.get('epochs')} epochs per trial{low_high}",
-        progress_of(trials, int(experiment.get("trials", len(trials)))).describe(),
+        f"search {experiment.name}: step {experiment.step or 1}, {experiment.searcher} searcher, "
+        f"{experiment.scheduler} scheduler, {experiment.epochs} epochs per trial{low_high}",
+        progress_of(trials, _total(experiment, trials)).describe(),
     ]
-    if experiment.get("constraint"):
-        lines.append("constraint: " + ShareConstraint.from_dict(experiment["constraint"]).describe())
+    if driver:
+        lines.append(driver)
+    if experiment.constraint:
+        lines.append("constraint: " + ShareConstraint.from_dict(experiment.constraint).describe())
     lines += ["", "GFLOPs shares per component in %, APs in %", leaderboard_table(trials)]
     errors = [t for t in trials if t.state == "ERROR"]
     if errors:
@@ -115,7 +122,9 @@ def status_text(experiment: dict[str, Any], trials: list[TrialRecord]) -> str:
     return "\n".join(lines)
 
 
-def status_json(experiment: dict[str, Any], trials: list[TrialRecord]) -> dict[str, Any]:
+def status_json(
+    experiment: ExperimentRecord, trials: list[TrialRecord], driver: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The same information as JSON: settings, progress, constraint, and rows in leaderboard order."""
     rows = []
     for rank, t in leaderboard_order(trials):
@@ -124,9 +133,10 @@ def status_json(experiment: dict[str, Any], trials: list[TrialRecord]) -> dict[s
         row["shares"] = {c: t.flops.gflops[c] / t.flops.total_gflops for c in COMPONENTS}
         rows.append(row)
     return {
-        "name": experiment.get("name"),
-        "experiment": experiment,
-        "progress": progress_of(trials, int(experiment.get("trials", len(trials)))).to_dict(),
-        "constraint": experiment.get("constraint"),
+        "name": experiment.name,
+        "experiment": experiment.to_json(),
+        "progress": progress_of(trials, _total(experiment, trials)).to_dict(),
+        "constraint": experiment.constraint,
+        "driver": driver,
         "trials": rows,
     }

@@ -206,7 +206,15 @@ class SearchSpace:
         if not path.is_file():
             raise SpaceError(f"{path}: no such search space file (expected a YAML file, see search_spaces/)")
         try:
-            data = yaml.safe_load(path.read_text())
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise SpaceError(f"{path}: not a text file (expected a YAML search space, see search_spaces/)") from None
+        except OSError as exc:
+            raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            data = yaml.safe_load(text)
+        except RecursionError:
+            raise SpaceError(f"{path}: nested too deeply to be a search space") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)

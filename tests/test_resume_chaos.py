@@ -1,0 +1,191 @@
+"""Chaos: a tiny search whose driver is SIGKILLed again and again, at seeded moments, then resumed.
+
+Every driver run (the launch, then each resume) is killed once at a moment drawn from the seed: before
+the first trial, while a resume reads the store and starts Ray ("during a restore"), while a trial
+restores its checkpoint, in mid-training, in the window between a trial's last checkpoint and its
+report, and between a trial's end and its recording. Afterwards a plain `resume` must finish the
+search with every candidate TERMINATED exactly once, no finished trial's result.json changed, no
+trial trained to its end twice, and no PENDING or ERROR row.
+
+The driver alone is killed, as the OOM killer or a lost session would; the Ray processes it started
+die with it (Ray ties them to their driver), and any straggler is cleaned up before the next run so
+the shared CI machine is left as it was. Demo data, 64 px images, 1 epoch: about 5 minutes on 2 cores.
+Set SCRFD_CHAOS_SEED to replay another schedule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from search_helpers import STEP1_SPACE
+
+from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.search.driver import DRIVER_FILE
+from scrfd_search.search.store import ExperimentStore
+from scrfd_search.search.trial import RESULT_FILE, read_events
+
+pytestmark = pytest.mark.slow
+SEED = int(os.environ.get("SCRFD_CHAOS_SEED", "10"))
+TRIALS = 4
+TRIGGER_TIMEOUT_S = 240.0
+TINY = ["--img-size", "64", "--batch-size", "4", "--cpus-per-trial", "1", "--gpus-per-trial", "0", "--quiet"]
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """When to kill a driver run: once `trigger` holds (checked every 20 ms), after `delay_s`."""
+
+    name: str
+    trigger: str
+    delay_s: float
+
+
+def kill_schedule(seed: int) -> list[KillPoint]:
+    """The seeded kill points, one per driver run; the launch is killed before its first trial."""
+    rng = random.Random(seed)
+    later = [
+        KillPoint("during a restore", "driver", rng.uniform(0.0, 2.0)),
+        KillPoint("between checkpoint and report", "checkpoint", 0.0),
+        KillPoint("while a trial restores its checkpoint", "restore", rng.uniform(0.0, 1.0)),
+        KillPoint("in mid-training", "training", rng.uniform(0.5, 4.0)),
+        KillPoint("between checkpoint and report", "checkpoint", 0.0),
+        KillPoint("between a trial's end and its record", "end", 0.0),
+        KillPoint("at a random time", "timer", rng.uniform(3.0, 20.0)),
+    ]
+    trial_bound, free = later[1:6], [later[0], later[6]]
+    rng.shuffle(trial_bound)
+    # trial-bound points first: once every trial is done they can no longer happen
+    return [KillPoint("before the first trial", "created", 0.0), free[0], *trial_bound, free[1]]
+
+
+def cli(*argv: str) -> list[str]:
+    """The command line of `scrfd-search ARGV` with this interpreter."""
+    return [sys.executable, "-m", "scrfd_search.cli", *argv]
+
+
+def events_since(store: ExperimentStore, since: float) -> list[dict]:
+    """Every trial event logged after `since`."""
+    root = store.path / "trials"
+    found = []
+    for folder in root.iterdir() if root.is_dir() else []:
+        found += [e for e in read_events(folder) if e.get("time", 0) > since]
+    return found
+
+
+def trigger_check(store: ExperimentStore, trigger: str, pid: int, since: float) -> Callable[[], bool]:
+    """A predicate on the store that becomes true at the trigger's moment."""
+
+    def checkpoint_written() -> bool:
+        root = store.path / "trials"
+        marks = list(root.glob("*/last_checkpoint")) if root.is_dir() else []
+        return any(m.stat().st_mtime > since for m in marks)
+
+    def driver_up() -> bool:
+        try:
+            return json.loads((store.path / DRIVER_FILE).read_text())["pid"] == pid
+        except (OSError, ValueError, KeyError):
+            return False
+
+    checks = {
+        "created": lambda: store.experiment_file.is_file(),
+        "driver": driver_up,
+        "checkpoint": checkpoint_written,
+        "restore": lambda: any(e["event"] == "start" and e.get("resume") for e in events_since(store, since)),
+        "training": lambda: any(e["event"] == "start" for e in events_since(store, since)),
+        "end": lambda: any(e["event"] == "end" for e in events_since(store, since)),
+        "timer": lambda: True,
+    }
+    return checks[trigger]
+
+
+def run_and_kill(argv: list[str], store: ExperimentStore, point: KillPoint | None) -> bool:
+    """Run one driver; kill it at the point (True when it was killed, False when it ended first)."""
+    since = time.time()
+    proc = subprocess.Popen(cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    killed = False
+    try:
+        if point is not None:
+            fired = trigger_check(store, point.trigger, proc.pid, since)
+            deadline = since + TRIGGER_TIMEOUT_S
+            while proc.poll() is None and time.time() < deadline and not fired():
+                time.sleep(0.02)
+            if proc.poll() is None:
+                time.sleep(point.delay_s)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    killed = True
+        _, err = proc.communicate(timeout=TRIGGER_TIMEOUT_S)
+    finally:
+        _reap_group(proc)
+    if not killed:
+        assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+    return killed
+
+
+def _reap_group(proc: subprocess.Popen) -> None:
+    """Wait for the driver's session to empty (Ray's processes follow their driver); kill stragglers after 15 s."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def finished_results(store: ExperimentStore) -> dict[str, bytes]:
+    """result.json bytes of every trial whose work folder says it trained to its end."""
+    root = store.path / "trials"
+    out = {}
+    for folder in root.iterdir() if root.is_dir() else []:
+        events = read_events(folder)
+        if events and any(e["event"] == "end" for e in events) and (folder / RESULT_FILE).is_file():
+            out[folder.name] = (folder / RESULT_FILE).read_bytes()
+    return out
+
+
+def test_a_search_killed_at_seeded_moments_finishes_every_candidate_exactly_once(tmp_path):
+    data = tmp_path / "demo"
+    write_demo_dataset(data, DemoConfig(num_train=8, num_val=4, seed=0))
+    results = tmp_path / "results"
+    store = ExperimentStore(results / "chaos")
+    launch = ["launch", "--space", str(STEP1_SPACE), "--data", str(data), "--name", "chaos"]
+    launch += ["--trials", str(TRIALS), "--epochs", "1", "--max-concurrent", "2", "--results-dir", str(results), *TINY]
+    resume = ["resume", "chaos", "--results-dir", str(results), "--quiet"]
+
+    start = time.time()
+    seen: dict[str, bytes] = {}
+    kills = []
+    for i, point in enumerate(kill_schedule(SEED)):
+        if run_and_kill(launch if i == 0 else resume, store, point):
+            kills.append(point.name)
+        for key, digest in finished_results(store).items():
+            assert seen.setdefault(key, digest) == digest, f"{key}: result.json rewritten after {point.name}"
+    assert run_and_kill(resume, store, None) is False
+    elapsed = time.time() - start
+
+    rows = store.read_trials()
+    assert sorted(r.extra["candidate"] for r in rows) == list(range(TRIALS)), rows
+    assert all(r.state == "TERMINATED" and r.hard is not None for r in rows), [(r.trial_id, r.state) for r in rows]
+    for row in rows:
+        events = read_events(store.path / row.extra["work_dir"])
+        assert sum(e["event"] == "end" for e in events) == 1, (row.trial_id, events)  # trained to its end once
+        digest = (store.path / row.extra["work_dir"] / RESULT_FILE).read_bytes()
+        assert seen.get(row.trial_id, digest) == digest
+    assert len(kills) >= 8, kills
+    print(f"\nchaos seed {SEED}: {len(kills)} kill points ({'; '.join(kills)}) in {elapsed:.0f} s")
