@@ -60,19 +60,19 @@ def error_line(capsys, command: str, argv: list[str], *needles: str) -> str:
 def test_binary_space_and_arch_files_are_one_line(tmp_path, capsys):
     blob = tmp_path / "blob.bin"
     blob.write_bytes(bytes(range(256)) * 4)
-    error_line(capsys, "sample", ["--space", str(blob), "-n", "1"], str(blob), "not a text file")
+    error_line(capsys, "sample", ["--space", str(blob), "--n", "1"], str(blob), "not a text file")
     error_line(capsys, "flops", [str(blob.rename(tmp_path / "blob.json"))], "blob.json", "not a text file")
 
 
 def test_a_negative_seed_is_one_line(capsys):
-    error_line(capsys, "sample", ["--space", str(STEP1_SPACE), "-n", "1", "--seed", "-1"], "--seed", "-1")
+    error_line(capsys, "sample", ["--space", str(STEP1_SPACE), "--n", "1", "--seed", "-1"], "--seed", "-1")
 
 
 def test_outputs_under_a_file_are_refused_before_any_work(tmp_path, capsys, demo):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     under = a_file / "out"
-    error_line(capsys, "sample", ["--space", str(STEP1_SPACE), "-n", "1", "--out", str(under)], "--out", "is a file")
+    error_line(capsys, "sample", ["--space", str(STEP1_SPACE), "--n", "1", "--out", str(under)], "--out", "is a file")
     error_line(capsys, "demo-data", ["--out", str(under), "--train", "2", "--val", "1"], "--out", "is a file")
     error_line(capsys, "export", ["--arch", str(write_arch(tmp_path)), "--out", str(under)], "--out", "is a file")
     error_line(

@@ -26,7 +26,7 @@ from scrfd_search.search.store import ExperimentStore
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
 
-EXAMPLES = 150
+EXAMPLES = 300
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 numbers = st.one_of(

@@ -157,7 +157,7 @@ def trial_folder(store: ExperimentStore, key: str, row, events: list[str], resul
 
 def test_rows_are_rebuilt_and_reconciled_from_the_trials_own_folders(tmp_path):
     _, rows = step1_rows(3)
-    store = make_store(tmp_path, "s1", [])
+    store = make_store(tmp_path, "s1", [], trials=3)
     trial_folder(store, "c0000", rows[0], ["start", "validation", "end"], result=True)  # trained to its end
     trial_folder(store, "c0001", rows[1], ["start"], result=False)  # cut off
     trial_folder(store, "c0002", rows[2], ["start", "end", "start"], result=True)  # its rerun was cut off

@@ -11,6 +11,7 @@ set is written into a temporary folder beside DIR and renamed into place.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import time
 
 
@@ -43,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.min_face < args.min_width / 2:
         raise UserError(f"--min-face: {args.min_face} must be at least 1 and under half of --min-width")
 
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"--out: {args.out} is a file, expected a folder")
-    check_writable(args.out.parent if not args.out.exists() else args.out, "--out")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file, expected a folder")
+    check_writable(out, "--out")
     start = time.perf_counter()
     config = DemoConfig(
         num_train=args.train,

@@ -218,7 +218,8 @@ class SearchSpace:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise SpaceError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's can span lines
+            raise SpaceError(f"{where}: not valid YAML ({problem})") from None
         return cls.from_dict(data, str(path))
 
     @classmethod
@@ -257,8 +258,9 @@ class _SpaceParser:
         self.source = source
 
     def fail(self, key: str, message: str) -> SpaceError:
-        """An error that names the file and the key."""
-        return SpaceError(f"{self.source}: {key}: {message}")
+        """An error that names the file and the key (on one line, whatever characters the key holds)."""
+        shown = key if key.isprintable() else repr(key)
+        return SpaceError(f"{self.source}: {shown}: {' '.join(message.splitlines())}")
 
     def parse(self, data: Any) -> SearchSpace:
         """Validate every key and build the space."""
