@@ -11,8 +11,8 @@ set is written into a temporary folder beside DIR and renamed into place.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import time
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
