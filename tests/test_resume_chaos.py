@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,21 +52,23 @@ class KillPoint:
 
 
 def kill_schedule(seed: int) -> list[KillPoint]:
-    """The seeded kill points, one per driver run; the launch is killed before its first trial."""
+    """The kill points, one per driver run, with seeded delays.
+
+    The order is fixed where one point needs another's aftermath: a trial can only restore a checkpoint
+    that an earlier kill left behind, and every point falls before the last trial is finished.
+    """
     rng = random.Random(seed)
-    later = [
+    return [
+        KillPoint("before the first trial", "created", 0.0),
         KillPoint("during a restore", "driver", rng.uniform(0.0, 2.0)),
-        KillPoint("between checkpoint and report", "checkpoint", 0.0),
-        KillPoint("while a trial restores its checkpoint", "restore", rng.uniform(0.0, 1.0)),
+        KillPoint("at a random time", "timer", rng.uniform(3.0, 20.0)),
         KillPoint("in mid-training", "training", rng.uniform(0.5, 4.0)),
         KillPoint("between checkpoint and report", "checkpoint", 0.0),
+        KillPoint("while a trial restores its checkpoint", "restore", rng.uniform(0.0, 1.0)),
+        KillPoint("during a restore", "driver", rng.uniform(0.0, 2.0)),
+        KillPoint("between checkpoint and report", "checkpoint", 0.0),
         KillPoint("between a trial's end and its record", "end", 0.0),
-        KillPoint("at a random time", "timer", rng.uniform(3.0, 20.0)),
     ]
-    trial_bound, free = later[1:6], [later[0], later[6]]
-    rng.shuffle(trial_bound)
-    # trial-bound points first: once every trial is done they can no longer happen
-    return [KillPoint("before the first trial", "created", 0.0), free[0], *trial_bound, free[1]]
 
 
 def cli(*argv: str) -> list[str]:
@@ -176,8 +179,14 @@ def test_a_search_killed_at_seeded_moments_finishes_every_candidate_exactly_once
             kills.append(point.name)
         for key, digest in finished_results(store).items():
             assert seen.setdefault(key, digest) == digest, f"{key}: result.json rewritten after {point.name}"
-    assert run_and_kill(resume, store, None) is False
+    # the store is copied to another results folder before the last resume: it must resume there
+    moved = tmp_path / "moved"
+    shutil.copytree(results, moved)
+    shutil.rmtree(results)
+    store = ExperimentStore(moved / "chaos")
+    assert run_and_kill(["resume", "chaos", "--results-dir", str(moved), "--quiet"], store, None) is False
     elapsed = time.time() - start
+    assert not results.exists()  # nothing went back to the old place
 
     rows = store.read_trials()
     assert sorted(r.extra["candidate"] for r in rows) == list(range(TRIALS)), rows
@@ -188,4 +197,14 @@ def test_a_search_killed_at_seeded_moments_finishes_every_candidate_exactly_once
         digest = (store.path / row.extra["work_dir"] / RESULT_FILE).read_bytes()
         assert seen.get(row.trial_id, digest) == digest
     assert len(kills) >= 8, kills
+    # status, export (with the checkpoint, for ONNX) and plot read the moved store where it is
+    status = subprocess.run(cli("status", "chaos", "--results-dir", str(moved)), capture_output=True, text=True)
+    assert f"trials: {TRIALS} of {TRIALS} done" in status.stdout and "search finished" in status.stdout
+    outputs = []
+    for argv in (["export", "chaos", "--onnx"], ["plot", "chaos"]):
+        done = subprocess.run(cli(*argv, "--results-dir", str(moved)), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(done.stdout)
+    assert "from checkpoint" in outputs[0]  # the best trial's weights, found inside the moved store
+    assert (moved / "chaos" / "plots" / "edf_hard_ap.png").is_file()
     print(f"\nchaos seed {SEED}: {len(kills)} kill points ({'; '.join(kills)}) in {elapsed:.0f} s")
