@@ -361,7 +361,7 @@ def resume(
     settings = record.require_settings(str(store.experiment_file))
     if data_root is not None:
         settings = replace(settings, data_root=str(Path(data_root).expanduser().resolve()))
-    rows = _readable_rows(store, record, name, rebuild_leaderboard)
+    rows = rebuilt_rows(store) if rebuild_leaderboard else _readable_rows(store, name)
     configs = _stored_candidates(store) if settings.searcher == "random" else None
     try:
         check_data_root(settings.data_root)
@@ -373,6 +373,8 @@ def resume(
     else:
         check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial or 0.0, local_cpus(), local_gpus())
     with DriverLease(store.path, "resume"):
+        if rebuild_leaderboard:
+            store.write_trials(rows)
         rows = reconcile(store, rows)
         finished = {r.trial_id for r in rows if r.state in ("TERMINATED", "ERROR")}
         unfinished = [r for r in rows if r.trial_id not in finished]
@@ -397,12 +399,8 @@ def resume(
         return _fit(build_tuner(settings, record, todo, samples, quiet), settings, store, quiet)
 
 
-def _readable_rows(store: ExperimentStore, record: ExperimentRecord, name: str, rebuild: bool) -> list[TrialRecord]:
-    """The leaderboard, or (with rebuild) the rows rebuilt from the trials' folders; a broken one is a UserError."""
-    if rebuild:
-        rows = rebuilt_rows(store)
-        store.write_trials(rows)
-        return rows
+def _readable_rows(store: ExperimentStore, name: str) -> list[TrialRecord]:
+    """The leaderboard's rows; a broken leaderboard is a UserError that says how to rebuild it."""
     try:
         return store.read_trials()
     except UserError as exc:
