@@ -151,6 +151,9 @@ def init_ray(address: str | None) -> None:
         return
     if address is None:
         ray.init(
+            # "local": always a private instance. Without it ray.init joins any cluster another user
+            # started on this machine with `ray start --head` (and then refuses num_cpus)
+            address="local",
             num_cpus=local_cpus(),
             num_gpus=local_gpus(),
             include_dashboard=False,
