@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,20 @@ def test_plot_refuses_an_unrelated_non_empty_folder(tmp_path, capsys):
     assert main(["plot", *argv[:-2], "--out", str(tmp_path / "fresh")]) == 0  # its own figures: rewritten freely
     assert main(["plot", *argv[:-2], "--out", str(tmp_path / "fresh")]) == 0
     assert np.all([p.suffix in (".png", ".csv") for p in (tmp_path / "fresh").iterdir()])
+
+
+def test_an_immutable_folder_is_refused_before_any_work(tmp_path, capsys, demo):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        sample = ["--space", str(STEP1_SPACE), "--n", "1", "--out", str(locked / "c")]
+        error_line(capsys, "sample", sample, "--out", "cannot write in", str(locked))
+        error_line(capsys, "demo-data", ["--out", str(locked / "d"), "--train", "2", "--val", "1"], "cannot write in")
+        launch = ["--space", str(STEP1_SPACE), "--data", str(demo), "--name", "x", "--results-dir", str(locked)]
+        error_line(capsys, "launch", launch, "--results-dir", "cannot write in")
+        error_line(capsys, "train", [*train_args(tmp_path, demo), "--work-dir", str(locked / "w")], "cannot write in")
+        assert list(locked.iterdir()) == []
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
