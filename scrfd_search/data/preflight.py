@@ -7,7 +7,8 @@ quietly smaller training set changes what the leaderboard measures, and the offi
 release has no unreadable image, so one means a damaged copy that is better repaired than worked around.
 
 Each image is decoded at 1/8 scale by OpenCV, the library the training loader itself decodes with,
-so what passes here also loads in training (a WIDER FACE image takes about a millisecond this way).
+so what passes here also loads in training. Measured: 3.5 ms per 1024-px JPEG (a full decode: 8.5 ms)
+on a busy 2-core machine, so WIDER FACE's 16,106 train and val images take about half a minute.
 """
 
 from __future__ import annotations
