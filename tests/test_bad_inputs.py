@@ -65,8 +65,14 @@ def test_binary_space_and_arch_files_are_one_line(tmp_path, capsys):
     error_line(capsys, "flops", [str(blob.rename(tmp_path / "blob.json"))], "blob.json", "not a text file")
 
 
-def test_a_negative_seed_is_one_line(capsys):
+def test_a_negative_seed_is_one_line(capsys, tmp_path, demo):
     error_line(capsys, "sample", ["--space", str(STEP1_SPACE), "--n", "1", "--seed", "-1"], "--seed", "-1")
+    error_line(capsys, "demo-data", ["--out", str(tmp_path / "d"), "--seed", "-1"], "--seed", "-1")
+    error_line(capsys, "data-stats", ["--data", str(demo), "--seed", "-1"], "--seed", "-1")
+    error_line(capsys, "train", [*train_args(tmp_path, demo), "--seed", "-1"], "--seed", "-1")
+    launch = ["--space", str(STEP1_SPACE), "--data", str(demo), "--name", "x", "--results-dir", str(tmp_path / "r")]
+    error_line(capsys, "launch", [*launch, "--seed", str(2**32)], "--seed", str(2**32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch.json"]
 
 
 def test_outputs_under_a_file_are_refused_before_any_work(tmp_path, capsys, demo):

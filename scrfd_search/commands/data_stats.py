@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from scrfd_search.data.preflight import check_split
-from scrfd_search.errors import UserError
+from scrfd_search.errors import UserError, check_seed
 from scrfd_search.io_utils import check_writable
 
 
@@ -47,6 +47,7 @@ def validate(args: argparse.Namespace) -> None:
         raise UserError(f"--data {args.data}: not a folder")
     if args.img_size < 32 or args.img_size % 32:
         raise UserError(f"--img-size {args.img_size}: expected a positive multiple of 32")
+    check_seed(args.seed)
     if args.num_images < 1:
         raise UserError(f"--num-images {args.num_images}: expected at least 1")
     if args.plot and Path(args.plot).is_dir():

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate the data set and print what was written."""
     from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-    from scrfd_search.errors import UserError
+    from scrfd_search.errors import UserError, check_seed
     from scrfd_search.io_utils import check_writable
 
     if not 32 <= args.min_width <= args.max_width:
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.min_face < args.min_width / 2:
         raise UserError(f"--min-face: {args.min_face} must be at least 1 and under half of --min-width")
 
+    check_seed(args.seed)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file, expected a folder")

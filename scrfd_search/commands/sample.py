@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scrfd_search.errors import UserError
+from scrfd_search.errors import UserError, check_seed
 from scrfd_search.io_utils import check_writable
 
 
@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     space = SearchSpace.load(args.space)
     if args.budget is not None and args.budget <= 0:
         raise UserError(f"--budget: {args.budget} must be a positive number of GFLOPs")
-    if args.seed < 0:
-        raise UserError(f"--seed: {args.seed} must be 0 or more")
+    check_seed(args.seed)
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out: {args.out} is a file, expected a folder")
     if args.out is not None:

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from scrfd_search.data.preflight import check_split
+from scrfd_search.errors import check_seed
 from scrfd_search.io_utils import check_writable
 
 
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from scrfd_search.space.arch import ArchSpec
     from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for
 
+    check_seed(args.seed)
     arch_path = Path(args.arch)
     arch = ArchSpec.load(arch_path)
     for name in ("--epochs", "--val-interval", "--max-train-images", "--max-val-images"):
