@@ -123,7 +123,8 @@ def test_step2_optuna_asha_search_keeps_the_step1_shares(demo_data, results):
     import optuna
 
     study = optuna.load_study(study_name="s2", storage=f"sqlite:///{results / 's2' / 'optuna.db'}")
-    assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == sorted(r.trial_id for r in rows)
+    assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == sorted(r.extra["ray_trial_id"] for r in rows)
+    assert sorted(f"o{t.number:04d}" for t in study.trials) == sorted(r.trial_id for r in rows)  # stable keys
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert sorted(t.value for t in study.trials) == sorted(r.hard for r in rows)
     # ray issue 46965: OptunaSearch must not serialise the trials
