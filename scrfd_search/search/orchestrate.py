@@ -43,7 +43,7 @@ from scrfd_search.search.checks import (
     local_gpus,
 )
 from scrfd_search.search.constraint import ShareConstraint, constraint_from_store
-from scrfd_search.search.driver import DriverLease
+from scrfd_search.search.driver import DriverLease, pid_alive
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.settings import CONSTRAINT_FILE, SearchSettings, asha_grace_period
 from scrfd_search.search.store import ExperimentStore, TrialRecord, record_from_config, store_path, with_checkpoint
@@ -478,8 +478,6 @@ def _replay_config(row: TrialRecord) -> dict[str, Any]:
 
 def _wait_for_stale_workers(store: ExperimentStore, rows: list[TrialRecord]) -> None:
     """Wait until the workers of a killed driver's trials are gone (they must not share a folder with new ones)."""
-    from scrfd_search.search.driver import pid_alive
-
     host = socket.gethostname()
     deadline = time.time() + STALE_WORKER_WAIT_S
     for row in rows:
@@ -498,11 +496,9 @@ def _wait_for_stale_workers(store: ExperimentStore, rows: list[TrialRecord]) -> 
 
 
 def _is_trial_worker(pid: int) -> bool:
-    """Whether pid is (still) a Ray worker process, not an unrelated process that reused the id."""
+    """Whether pid is (still) a Ray worker process ("ray::..."), not an unrelated one that reused the id."""
     try:
-        return (
-            "ray::" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") or not Path("/proc").is_dir()
-        )
+        return "ray::" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
 
