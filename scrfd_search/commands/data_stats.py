@@ -6,7 +6,8 @@ split's images, once per crop list, and counts faces by size (sqrt(w*h) px: <8, 
 64-128, >=128) and the anchors mmdet's ATSSAssigner (topk 9) makes positive at strides 8/16/32
 (two square anchors per location, 16/32, 64/128, 256/512 px, as the SCRFD reference). DIR is the
 official layout (wider_face_split/, WIDER_<split>/images/) or the RetinaFace layout
-(<split>/labelv2.txt).
+(<split>/labelv2.txt). As in `train` and `launch`, the split's annotations are parsed and every listed
+image is decoded first: a data set with an unreadable image is refused, naming it.
 """
 
 from __future__ import annotations
