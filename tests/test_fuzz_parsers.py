@@ -27,7 +27,13 @@ from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
 
 EXAMPLES = 300
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,  # derandomized: nothing to replay, so no .hypothesis/ folder in the checkout
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 numbers = st.one_of(
     st.integers(-5, 2000).map(str),
