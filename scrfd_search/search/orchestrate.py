@@ -315,21 +315,21 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
     s = prepared.settings
     store = ExperimentStore(s.path)
     created = not store.path.exists()
-    try:
-        with DriverLease(store.path, "launch"):
+    with DriverLease(store.path, "launch"):
+        try:
             init_ray(s.address)
             configs = _write_new_store(prepared, store)
             record = store.read_experiment()
-            _say(
-                quiet,
-                f"search {s.name}: {s.trials} trials ({s.searcher}, {s.scheduler}), up to {s.max_concurrent} at "
-                f"once with {s.cpus_per_trial:g} CPUs and {s.gpus_per_trial:g} GPUs each; results in {s.path}",
-            )
-            return _fit(build_tuner(s, record, configs, s.trials, quiet), s, store, quiet)
-    except BaseException:
-        if created and not store.exists():  # failed before the search existed: leave nothing behind
-            shutil.rmtree(store.path, ignore_errors=True)
-        raise
+        except BaseException:
+            if created and not store.exists():  # failed before the search existed: leave nothing behind
+                shutil.rmtree(store.path, ignore_errors=True)
+            raise
+        _say(
+            quiet,
+            f"search {s.name}: {s.trials} trials ({s.searcher}, {s.scheduler}), up to {s.max_concurrent} at "
+            f"once with {s.cpus_per_trial:g} CPUs and {s.gpus_per_trial:g} GPUs each; results in {s.path}",
+        )
+        return _fit(build_tuner(s, record, configs, s.trials, quiet), s, store, quiet)
 
 
 def _write_new_store(prepared: PreparedSearch, store: ExperimentStore) -> list[dict[str, Any]]:
