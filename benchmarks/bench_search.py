@@ -28,7 +28,7 @@ def runs_of(store: ExperimentStore) -> dict[str, tuple[float, float]]:
     """Each trial's (first start, last event) time."""
     out = {}
     for row in store.read_trials():
-        times = [(e["event"], e["time"]) for e in read_events(Path(row.extra["work_dir"]))]
+        times = [(e["event"], e["time"]) for e in read_events(store.path / row.extra["work_dir"])]
         out[row.trial_id] = (min(t for k, t in times if k == "start"), max(t for _, t in times))
     return out
 

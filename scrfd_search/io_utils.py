@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from scrfd_search.errors import UserError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -70,3 +72,25 @@ def _replace_folder(new: Path, out: Path) -> None:
     os.replace(out, trash / out.name)
     os.replace(new, out)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def check_writable(path: str | os.PathLike, flag: str) -> None:
+    """Fail with a UserError naming flag unless files can be created at path (checked before any work).
+
+    The nearest existing folder on the way must be a folder and accept a new file: this catches a
+    read-only mount, an immutable folder and a path under a regular file, and creates nothing.
+    """
+    target = Path(path).expanduser().absolute()
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{flag}: {target}: {probe} is a file, not a folder (cannot create anything under it)")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".scrfd-search-write-check.", dir=probe)
+    except OSError as exc:
+        raise UserError(f"{flag}: {target}: cannot write in {probe} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(tmp)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from scrfd_search.flops.analytic import count_flops
+from scrfd_search.search.experiment import ExperimentRecord
+from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import ExperimentStore, TrialRecord
 from scrfd_search.space.search_space import SearchSpace
 
@@ -38,22 +41,33 @@ def make_record(trial_id: str, arch, space: SearchSpace, hard: float | None, sta
 
 
 def make_store(
-    root: Path, name: str, rows: list[TrialRecord], *, step: int = 1, trials: int | None = None, **extra
+    root: Path,
+    name: str,
+    rows: list[TrialRecord],
+    *,
+    step: int = 1,
+    trials: int | None = None,
+    constraint: dict | None = None,
+    from_experiment: str | None = None,
+    **launch_options: Any,
 ) -> ExperimentStore:
-    """An experiment folder with experiment.json and leaderboard.json as `launch` writes them."""
+    """An experiment folder with experiment.json and leaderboard.json as `launch` writes them
+    (launch_options: other SearchSettings fields, e.g. cpus_per_trial)."""
+    space_file = STEP1_SPACE if step == 1 else STEP2_SPACE
+    space = SearchSpace.load(space_file)
+    settings = SearchSettings(
+        name=name,
+        results_dir=str(root),
+        space_file=str(space_file),
+        data_root=str(root / "no-data"),
+        trials=trials if trials is not None else len(rows),
+        epochs=2,
+        from_experiment=from_experiment,
+        **launch_options,
+    )
     store = ExperimentStore(root / name)
     store.write_experiment(
-        {
-            "name": name,
-            "step": step,
-            "searcher": "random",
-            "scheduler": "fifo",
-            "trials": trials if trials is not None else len(rows),
-            "epochs": 2,
-            "budget_gflops": 0.5,
-            "tolerance": 0.02,
-            **extra,
-        }
+        ExperimentRecord.for_launch(settings, space.to_dict(), step, space.budget_gflops, space.tolerance, constraint)
     )
     store.write_trials(rows)
     return store

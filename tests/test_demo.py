@@ -49,7 +49,7 @@ def test_demo_runs_both_steps_prints_leaderboards_plots_and_resumes(tmp_path: Pa
     assert first.stdout.count("trials: 2 of 2 done, 0 running, 0 failed") == 2
     assert "constraint: backbone shares from the top 2 of tiny-step1" in first.stdout  # top 3 of 2 finished
     step2 = ExperimentStore(results / "tiny-step2").read_experiment()
-    assert step2["step"] == 2 and step2["constraint"]["from_experiment"] == "tiny-step1"
+    assert step2.step == 2 and step2.constraint["from_experiment"] == "tiny-step1"
 
     plots = results / "tiny-step1" / "plots"
     assert (plots / "edf_hard_ap.png").stat().st_size > 10_000

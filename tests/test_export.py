@@ -18,6 +18,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.export.released_format import released_output_names
 from scrfd_search.export.writer import export_experiment
 from scrfd_search.flops.analytic import count_flops
+from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.search.store import ExperimentStore, TrialRecord
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 
@@ -48,7 +49,7 @@ def experiment(tmp_path: Path) -> tuple[Path, list[TrialRecord]]:
     rng = np.random.default_rng(7)
     archs = [small_arch(rng) for _ in range(5)]
     store = ExperimentStore(tmp_path / "results" / "exp")
-    store.write_experiment({"name": "exp", "step": 2, "budget_gflops": 0.5, "epochs": 10})
+    atomic_write_json(store.experiment_file, {"name": "exp", "step": 2, "budget_gflops": 0.5, "epochs": 10})
     trials = [
         TrialRecord("a", archs[0], count_flops(archs[0]), "TERMINATED", 0.81, 0.75, 0.52, 10),
         TrialRecord("b", archs[1], count_flops(archs[1]), "TERMINATED", 0.85, 0.80, 0.61, 10),

@@ -12,6 +12,7 @@ import pytest
 from scrfd_search.cli import main
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import BACKBONE_COMPONENTS
+from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.plots import BEST_FRACTION, parse_formats, plot_experiments
 from scrfd_search.plots.data import pareto_front
 from scrfd_search.search.store import ExperimentStore, TrialRecord
@@ -47,8 +48,9 @@ def make_store(
     """An experiment store with n scored trials, `failed` ERROR trials and `pending` unscored ones."""
     rng = np.random.default_rng(seed)
     store = ExperimentStore(root / name)
-    store.write_experiment(
-        {"name": name, "step": step, "budget_gflops": budget, "tolerance": 0.02, "searcher": searcher}
+    atomic_write_json(
+        store.experiment_file,
+        {"name": name, "step": step, "budget_gflops": budget, "tolerance": 0.02, "searcher": searcher},
     )
     trials = []
     for i in range(n + failed + pending):

@@ -61,7 +61,7 @@ def trial_intervals(store: ExperimentStore) -> dict[str, list[tuple[float, float
     out: dict[str, list[tuple[float, float]]] = {}
     for row in store.read_trials():
         runs: list[tuple[float, float]] = []
-        for event in read_events(Path(row.extra["work_dir"])):
+        for event in read_events(store.path / row.extra["work_dir"]):
             if event["event"] == "start":
                 runs.append((event["time"], event["time"]))
             elif runs:
@@ -92,10 +92,10 @@ def test_random_search_trains_the_seeded_candidates_two_at_a_time(demo_data, res
     assert by_index == {i: c.arch for i, c in enumerate(expected)}
     intervals = trial_intervals(store)
     assert all(len(runs) == 1 for runs in intervals.values())
-    settings = store.read_experiment()
-    assert settings["step"] == 1 and settings["constraint"] is None
+    record = store.read_experiment()
+    assert record.step == 1 and record.constraint is None
     if local_cpus() >= 2:  # 1 core per trial: both at once
-        assert settings["max_concurrent"] == 2 and overlapped(intervals), intervals
+        assert record.settings.max_concurrent == 2 and overlapped(intervals), intervals
     status = run_cli("status", "s1", "--results-dir", str(results))
     assert status.returncode == 0 and "trials: 2 of 2 done, 0 running, 0 failed, 0 pending" in status.stdout
     print(f"2-trial CPU search: {elapsed:.1f}s; runs {intervals}")
@@ -112,7 +112,7 @@ def test_step2_optuna_asha_search_keeps_the_step1_shares(demo_data, results):
     assert done.returncode == 0, done.stderr[-3000:]
     store = ExperimentStore(results / "s2")
     constraint = ShareConstraint.from_dict(json.loads((results / "s2" / "constraint.json").read_text()))
-    assert store.read_experiment()["constraint"] == constraint.to_dict()
+    assert store.read_experiment().constraint == constraint.to_dict()
     assert constraint.from_experiment == "s1" and len(constraint.trial_ids) == 2
     rows = store.read_trials()
     assert len(rows) == 2 and all(r.state == "TERMINATED" for r in rows)
@@ -123,7 +123,8 @@ def test_step2_optuna_asha_search_keeps_the_step1_shares(demo_data, results):
     import optuna
 
     study = optuna.load_study(study_name="s2", storage=f"sqlite:///{results / 's2' / 'optuna.db'}")
-    assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == sorted(r.trial_id for r in rows)
+    assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == sorted(r.extra["ray_trial_id"] for r in rows)
+    assert sorted(f"o{t.number:04d}" for t in study.trials) == sorted(r.trial_id for r in rows)  # stable keys
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert sorted(t.value for t in study.trials) == sorted(r.hard for r in rows)
     # ray issue 46965: OptunaSearch must not serialise the trials
@@ -191,7 +192,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(demo_data,
     assert len(rows) == 3 and all(r.state == "TERMINATED" for r in rows)
     assert sorted(r.extra["candidate"] for r in rows) == [0, 1, 2]
     for row in rows:
-        events = read_events(Path(row.extra["work_dir"]))
+        events = read_events(store.path / row.extra["work_dir"])
         assert sum(e["event"] == "end" for e in events) == 1, (row.trial_id, events)
         if row.trial_id in before:
             assert sum(e["event"] == "start" for e in events) == 1, (row.trial_id, events)
@@ -232,5 +233,5 @@ def test_launch_joins_a_running_ray_cluster_with_address(demo_data, tmp_path):
         subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     store = ExperimentStore(tmp_path / "joined")
-    assert store.read_experiment()["address"] == f"127.0.0.1:{port}"
+    assert store.read_experiment().settings.address == f"127.0.0.1:{port}"
     assert [r.state for r in store.read_trials()] == ["TERMINATED", "TERMINATED"]

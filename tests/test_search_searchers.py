@@ -91,3 +91,24 @@ def test_budget_fit_moves_only_neck_and_head_to_the_nearest_fit():
     fitted, report = fit_neck_head(space, heavier, in_budget)
     assert low <= report.total_gflops <= high and fitted.stages == arch.stages and fitted.stem_width == arch.stem_width
     assert fit_neck_head(space, arch, lambda f: False) is None
+
+
+def test_optuna_resume_replays_unfinished_trials_and_fails_orphans(tmp_path):
+    space = SearchSpace.from_dict(SearchSpace.load(STEP1_SPACE).to_dict())  # as resume reads it back
+    first = optuna_searcher(tmp_path, "k", space)
+    configs = [first.suggest(f"t{i}") for i in range(3)]  # a driver dies with three study trials RUNNING
+    first.on_trial_complete("t0", {"hard": 0.4, "training_iteration": 1})
+    assert [c["trial_key"] for c in configs] == ["o0000", "o0001", "o0002"]
+    # resume: t1 has a leaderboard row and is handed out again; t2 never got one (an orphan)
+    resumed = optuna_searcher(tmp_path, "k", space, replay=[configs[1]])
+    again = resumed.suggest("new1")
+    assert again == configs[1]
+    fresh = resumed.suggest("new2")
+    assert fresh["optuna_number"] == 3 and fresh["arch"] not in [c["arch"] for c in configs]
+    resumed.on_trial_result("new1", {"hard": 0.2, "training_iteration": 1})  # not Optuna's to see
+    resumed.on_trial_complete("new1", {"hard": 0.25, "training_iteration": 1})
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{tmp_path / 'k'}.db")
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[1].state == optuna.trial.TrialState.COMPLETE and by_number[1].value == 0.25
+    assert by_number[2].state == optuna.trial.TrialState.FAIL
+    assert by_number[0].value == 0.4 and by_number[3].state == optuna.trial.TrialState.RUNNING

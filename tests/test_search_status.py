@@ -9,6 +9,7 @@ from search_helpers import make_record, make_store, step1_rows
 from scrfd_search.cli import main
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.search.constraint import derive_constraint
+from scrfd_search.search.driver import DriverLease
 from scrfd_search.search.orchestrate import mark_unfinished_pending
 
 
@@ -30,7 +31,8 @@ def mixed_rows():
 def test_status_ranks_by_hard_ap_and_counts_progress(tmp_path, capsys):
     space, rows = mixed_rows()
     make_store(tmp_path, "s1", rows, trials=8)
-    code, out, err = status(capsys, "s1", "--results-dir", str(tmp_path))
+    with DriverLease(tmp_path / "s1", "launch"):  # a live search: its RUNNING row is running
+        code, out, err = status(capsys, "s1", "--results-dir", str(tmp_path))
     assert code == 0 and err == ""
     assert "trials: 4 of 8 done, 1 running, 1 failed, 2 pending" in out
     best = max(rows[:5], key=lambda r: r.hard)
@@ -53,7 +55,8 @@ def test_status_ranks_by_hard_ap_and_counts_progress(tmp_path, capsys):
 def test_status_json_matches_the_table(tmp_path, capsys):
     space, rows = mixed_rows()
     make_store(tmp_path, "s1", rows, trials=8)
-    code, out, _ = status(capsys, "s1", "--results-dir", str(tmp_path), "--json")
+    with DriverLease(tmp_path / "s1", "launch"):
+        code, out, _ = status(capsys, "s1", "--results-dir", str(tmp_path), "--json")
     data = json.loads(out)
     assert data["progress"] == {
         "total": 8,

@@ -211,6 +211,32 @@ def test_resume_continues_without_repeating_epochs(tiny_data: Path, tmp_path: Pa
         train_candidate(other, data, schedule, work, device="cpu", resume=True, progress=None)
 
 
+def test_a_run_killed_between_its_last_checkpoint_and_its_validation_is_validated_on_resume(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    data, schedule = _settings(tiny_data), _quick(1)
+    first = train_candidate(TINY_ARCH, data, schedule, work, device="cpu", progress=None)
+    # what a kill right after the last epoch's checkpoint leaves: the checkpoint, no validation, no result
+    (work / HISTORY_FILE).unlink()
+    (work / RESULT_FILE).unlink()
+    seen: list[int] = []
+    second = train_candidate(
+        TINY_ARCH,
+        data,
+        schedule,
+        work,
+        device="cpu",
+        resume=True,
+        on_validation=lambda e, aps: seen.append(e),
+        progress=None,
+    )
+    assert seen == [1]  # validated (and reported) from the checkpoint, nothing trained again
+    assert second.epochs_run == 1 and [h["epoch"] for h in second.history] == [1]
+    assert second.hard == first.hard and second.easy == first.easy  # the same weights, the same AP
+    assert json.loads((work / RESULT_FILE).read_text())["hard"] == first.hard
+
+
 def test_same_seed_gives_the_same_run_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
     data, schedule = _settings(tiny_data), _quick(1)
     runs = [

@@ -6,7 +6,8 @@ split's images, once per crop list, and counts faces by size (sqrt(w*h) px: <8, 
 64-128, >=128) and the anchors mmdet's ATSSAssigner (topk 9) makes positive at strides 8/16/32
 (two square anchors per location, 16/32, 64/128, 256/512 px, as the SCRFD reference). DIR is the
 official layout (wider_face_split/, WIDER_<split>/images/) or the RetinaFace layout
-(<split>/labelv2.txt).
+(<split>/labelv2.txt). As in `train` and `launch`, the split's annotations are parsed and every listed
+image is decoded first: a data set with an unreadable image is refused, naming it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import argparse
 from pathlib import Path
 
 from scrfd_search.data.pipelines import LARGE_CROPS, SMALL_CROPS, dataset_config
+from scrfd_search.data.preflight import check_split
 from scrfd_search.data.stats import collect_stats, format_table, plot_png
-from scrfd_search.errors import UserError
-from scrfd_search.io_utils import atomic_write_bytes
+from scrfd_search.errors import UserError, check_seed
+from scrfd_search.io_utils import atomic_write_bytes, check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +50,13 @@ def validate(args: argparse.Namespace) -> None:
         raise UserError(f"--data {args.data}: not a folder")
     if args.img_size < 32 or args.img_size % 32:
         raise UserError(f"--img-size {args.img_size}: expected a positive multiple of 32")
+    check_seed(args.seed)
     if args.num_images < 1:
         raise UserError(f"--num-images {args.num_images}: expected at least 1")
     if args.plot and Path(args.plot).is_dir():
         raise UserError(f"--plot {args.plot}: is a folder, expected a file path")
+    if args.plot:
+        check_writable(Path(args.plot).parent, "--plot")
 
 
 def sample_infos(args: argparse.Namespace) -> tuple[list[dict], int]:
@@ -61,6 +66,7 @@ def sample_infos(args: argparse.Namespace) -> tuple[list[dict], int]:
     from scrfd_search.data.datasets import RetinaFaceDataset, WiderFaceDataset  # mmdet: only once needed
 
     layout = detect_layout(Path(args.data), args.split)
+    check_split(args.data, args.split, layout)  # the data rule of train and launch: unreadable images refused
     cfg = dataset_config(args.data, args.split, args.img_size, layout=layout)
     cls = WiderFaceDataset if layout == "wider" else RetinaFaceDataset
     dataset = cls(

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from scrfd_search.errors import UserError
+from scrfd_search.errors import UserError, check_seed
+from scrfd_search.io_utils import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.min_face < args.min_width / 2:
         raise UserError(f"--min-face: {args.min_face} must be at least 1 and under half of --min-width")
 
+    check_seed(args.seed)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file, expected a folder")
+    check_writable(out, "--out")
     start = time.perf_counter()
     config = DemoConfig(
         num_train=args.train,

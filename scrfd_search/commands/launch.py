@@ -9,7 +9,9 @@ with its study in results/NAME/optuna.db. --scheduler asha stops weak trials ear
 A step-2 search (--space of step 2, --from STEP1_NAME) keeps only backbones whose stage shares of
 backbone FLOPs fall in the ranges derived from the best --top-k step-1 trials (bootstrap).
 Everything lands in results/NAME/ (or --results-dir/NAME): experiment.json, leaderboard.json, the
-Ray experiment (ray/), the trials' work folders (trials/); see `status`, `resume`.
+Ray experiment (ray/), the trials' work folders (trials/); see `status`, `resume`. Nothing starts
+before every check passed: the results dir is writable, both splits' annotations parse and every
+listed image decodes (an unreadable one is refused, named), the space and resources fit.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ the shallow share stem+C2+C3 (fig. 6), and against the backbone / neck / head sh
 (fig. 9). Across experiments: the empirical distribution of hard AP (RegNet style), the computation
 distribution of each budget's best models (figs 7/8), and hard AP against GFLOPs with the Pareto front.
 Failed or unfinished trials are left out and counted in each caption. Every figure is written with a
-CSV of the numbers it plots. Default output folder: results/<first NAME>/plots/.
+CSV of the numbers it plots. Default output folder: results/<first NAME>/plots/; a folder holding
+other files is refused unless --force.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where experiments live (default: $SCRFD_SEARCH_RESULTS or results)",
     )
+    parser.add_argument("--force", action="store_true", help="write into an --out folder that holds other files")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from scrfd_search.plots import parse_formats, plot_experiments  # matplotlib: keeps --help fast
 
     formats = parse_formats(args.format)
-    written = plot_experiments(args.names, args.out, formats, args.results_dir)
+    written = plot_experiments(args.names, args.out, formats, args.results_dir, force=args.force)
     for path in written:
         print(path)
     print(f"{len(written)} files written to {written[0].parent}")

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from scrfd_search.errors import UserError
+from scrfd_search.errors import UserError, check_seed
 from scrfd_search.flops.report import COMPONENTS
-from scrfd_search.io_utils import atomic_write_json, atomic_write_text, staged_folder
+from scrfd_search.io_utils import atomic_write_json, atomic_write_text, check_writable, staged_folder
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace
 
@@ -35,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
     space = SearchSpace.load(args.space)
     if args.budget is not None and args.budget <= 0:
         raise UserError(f"--budget: {args.budget} must be a positive number of GFLOPs")
+    check_seed(args.seed)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out: {args.out} is a file, expected a folder")
+    if args.out is not None:
+        check_writable(args.out.parent, "--out")
     if args.out is not None and args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise UserError(f"--out: {args.out} already holds files (use --force to replace them)")
     budget = space.budget_gflops if args.budget is None else args.budget

@@ -4,6 +4,8 @@ Trials are sorted by hard AP (ties: fewer GFLOPs first) with their GFLOPs, param
 component's share of the detector's GFLOPs (stem, c2..c5, neck, head), easy/medium/hard AP, epochs
 trained and state; above the table: trials done, running, failed and pending, the best so far, and
 for a step-2 search the backbone-share constraint it samples under. --json prints the same as JSON.
+It also says whether a driver (`launch` or `resume`) is alive; when none is, the search is not running
+whatever the rows say, and the line tells how to resume it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from scrfd_search.search.driver import live_driver
 from scrfd_search.search.status_table import status_json, status_text
 from scrfd_search.search.store import ExperimentStore, store_path
 
@@ -27,8 +30,22 @@ def run(args: argparse.Namespace) -> int:
     """Read the experiment store and print it."""
     store = ExperimentStore(store_path(args.name, args.results_dir)).require()
     experiment, trials = store.read_experiment(), store.read_trials()
-    if args.json:
-        print(json.dumps(status_json(experiment, trials), indent=2, sort_keys=True))
+    driver = live_driver(store.path)
+    unfinished = any(t.state in ("PENDING", "RUNNING") for t in trials) or len(trials) < (experiment.trials or 0)
+    if driver is None:  # rows a dead driver left RUNNING are not running: show them as resume will treat them
+        trials = [t.updated(state="PENDING") if t.state == "RUNNING" else t for t in trials]
+    if driver is not None:
+        line = f"driver: running, {driver.describe()}"
+    elif unfinished:
+        where = f" --results-dir {store.path.parent}" if args.results_dir else ""
+        line = f"driver: not running (no live driver); continue it with `scrfd-search resume {store.path.name}{where}`"
     else:
-        print(status_text(experiment, trials))
+        line = "driver: not running (search finished)"
+    if args.json:
+        info = {"alive": driver is not None, "line": line}
+        if driver is not None:
+            info.update(pid=driver.pid, host=driver.host, command=driver.command, heartbeat=driver.heartbeat)
+        print(json.dumps(status_json(experiment, trials, info, store.path), indent=2, sort_keys=True))
+    else:
+        print(status_text(experiment, trials, line, store.path))
     return 0

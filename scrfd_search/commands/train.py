@@ -10,16 +10,25 @@ to stderr; the final easy/medium/hard AP is printed and written to WORK_DIR/resu
 training throughput (images/s) and peak memory (GPU memory on a GPU, else the process's). On a GPU,
 --amp trains with mixed precision (bfloat16 where the GPU supports it, else float16 with dynamic
 loss scaling), and cuDNN autotuning and pinned loader memory are on.
+
+Before anything starts the annotations are parsed and every listed image is decoded (an unreadable
+image is refused, named; see the README's data rule). A work dir holding a checkpoint of an unfinished
+run of the same candidate is resumed automatically; a finished or unrelated non-empty work dir is
+refused unless --force (which trains afresh into it). A run that fails before its first checkpoint
+leaves no work dir behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from scrfd_search.config_builder import DataSettings, Schedule
-from scrfd_search.errors import UserError
+from scrfd_search.data.preflight import check_split
+from scrfd_search.errors import UserError, check_seed
 from scrfd_search.export.checkpoints import load_detector
+from scrfd_search.io_utils import check_writable
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.data_checks import check_data, warmup_iters_for
 
@@ -56,7 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--amp", action="store_true", help="mixed precision (GPU only: bf16 where supported, else fp16)"
     )
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work dir")
+    parser.add_argument(
+        "--resume", action="store_true", help="kept for old scripts: an unfinished work dir is always resumed"
+    )
+    parser.add_argument("--force", action="store_true", help="train afresh into a finished or non-empty work dir")
     parser.add_argument(
         "--load-from",
         type=Path,
@@ -79,10 +91,28 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def work_dir_mode(work_dir: Path, force: bool) -> bool:
+    """Whether to resume in work_dir: yes for an unfinished run; a finished or unrelated one needs --force."""
+    from scrfd_search.training.candidate import RESULT_FILE  # mmengine
+
+    if not work_dir.exists():
+        return False
+    if not work_dir.is_dir():
+        raise UserError(f"--work-dir: {work_dir} is a file, expected a folder")
+    if force or not any(work_dir.iterdir()):
+        return False
+    if (work_dir / RESULT_FILE).is_file():
+        raise UserError(f"--work-dir: {work_dir} holds a finished run ({RESULT_FILE}); use --force to train afresh")
+    if (work_dir / "last_checkpoint").is_file():
+        return True
+    raise UserError(f"--work-dir: {work_dir} is not empty and holds no run to resume; use --force or another folder")
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every input, train, print the AP and the path of result.json."""
     from scrfd_search.training.candidate import RESULT_FILE, train_candidate  # torch/mmengine
 
+    check_seed(args.seed)
     arch_path = Path(args.arch)
     arch = ArchSpec.load(arch_path)
     for name in ("--epochs", "--val-interval", "--max-train-images", "--max-val-images"):
@@ -101,24 +131,34 @@ def run(args: argparse.Namespace) -> int:
     if args.load_from is not None:
         # load strictly once here: mmengine's load_from only warns about layers that do not fit
         load_detector(arch, _existing(args.load_from))
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
+    resume = work_dir_mode(work_dir, args.force)
+    check_writable(work_dir, "--work-dir")
+    for split in ("train", "val"):
+        check_split(data_root, split, data.layout)
     warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
     # the same recipe as a search trial: the reference trains candidates at lr 0.01 for 8 images, unscaled
     schedule = Schedule(
         epochs=args.epochs, lr=args.lr, base_batch_size=None, warmup_iters=warmup, val_interval=args.val_interval
     )
-    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
-    result = train_candidate(
-        arch,
-        data,
-        schedule,
-        work_dir,
-        device=args.device,
-        seed=args.seed,
-        resume=args.resume,
-        verbose=args.verbose,
-        amp=args.amp,
-        load_from=args.load_from,
-    )
+    created = not work_dir.exists()
+    try:
+        result = train_candidate(
+            arch,
+            data,
+            schedule,
+            work_dir,
+            device=args.device,
+            seed=args.seed,
+            resume=resume,
+            verbose=args.verbose,
+            amp=args.amp,
+            load_from=args.load_from,
+        )
+    except BaseException:
+        if created and not (work_dir / "last_checkpoint").exists():  # nothing worth keeping yet
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
     aps = "  ".join(
         f"{subset} {'n/a' if value is None else f'{100 * value:.2f}'}"
         for subset, value in (("easy", result.easy), ("medium", result.medium), ("hard", result.hard))

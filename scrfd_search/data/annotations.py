@@ -53,6 +53,12 @@ def _numbers(text: str, where: str, expected: str) -> list[float]:
     return values
 
 
+def _check_size(w: float, h: float, where: str, what: str) -> None:
+    """A negative box size is a broken annotation (zero-size faces exist in WIDER FACE and are ignored)."""
+    if w < 0 or h < 0:
+        raise UserError(f"{where}: expected a box {what} of 0 or more, got {w:g} x {h:g}")
+
+
 def _too_small(w: float, h: float, min_size: float | None) -> bool:
     """True when a face is degenerate or smaller than min_size in either side."""
     return w <= 0 or h <= 0 or (min_size is not None and (w < min_size or h < min_size))
@@ -113,11 +119,16 @@ def parse_wider_txt(path: str | Path, min_size: float | None = None) -> list[Ima
             i += 1
         instances = []
         for k in range(count):
-            if i >= len(lines) or not lines[i].strip():
-                raise UserError(f"{path}:{i + 1}: expected {count - k} more face lines for {name}")
+            if i >= len(lines) or not lines[i].strip() or _is_image_path(lines[i].strip()):
+                # the count is what is wrong: name its line, not the next image's path line
+                raise UserError(
+                    f"{path}:{header_line + 1}: {name} has a face count of {count} but only {k} face "
+                    f"line(s) follow (expected one line of 10 numbers per face)"
+                )
             values = _numbers(lines[i], f"{path}:{i + 1}", f"10 numbers '{WIDER_FACE_FIELDS}'")
             if len(values) != 10:
                 raise UserError(f"{path}:{i + 1}: expected 10 numbers '{WIDER_FACE_FIELDS}', got {len(values)}")
+            _check_size(values[2], values[3], f"{path}:{i + 1}", "width and height (columns 3 and 4)")
             instances.append(_wider_face(values, min_size))
             i += 1
         records.append(ImageAnnotation(name, None, None, instances, header_line))
@@ -176,5 +187,6 @@ def parse_retinaface_txt(path: str | Path, min_size: float | None = None) -> lis
         values = _numbers(text, where, expected)
         if len(values) not in RETINAFACE_FIELD_COUNTS:
             raise UserError(f"{where}: expected {expected}, got {len(values)} numbers")
+        _check_size(values[2] - values[0], values[3] - values[1], where, "x2 - x1 and y2 - y1")
         records[-1].instances.append(_retinaface_face(values, min_size))
     return records

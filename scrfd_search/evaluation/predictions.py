@@ -78,6 +78,12 @@ def _parse_box_lines(path: Path, rows: list[str], first_line: int) -> np.ndarray
                     f"{path}:{first_line + offset}: expected '{LINE_FORMAT}' as 5 finite "
                     f"numbers, got {rows[offset].strip()!r}"
                 ) from None
+    negative = np.flatnonzero((values[:, 2] < 0) | (values[:, 3] < 0))
+    if negative.size:
+        row = int(negative[0])
+        raise UserError(
+            f"{path}:{first_line + row}: expected a box width and height of 0 or more, got {rows[row].strip()!r}"
+        )
     return values
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import FlopsReport
+from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
 from scrfd_search.space.arch import ArchSpec
 
@@ -47,13 +48,13 @@ def _resolve_checkpoint(trial: TrialRecord, experiment_dir: Path) -> Path | None
     )
 
 
-def search_metrics(trial: TrialRecord, rank: int, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+def search_metrics(trial: TrialRecord, rank: int, name: str, settings: ExperimentRecord) -> dict[str, Any]:
     """The numbers a trial was chosen on, and the search that measured them."""
     return {
         "experiment": name,
-        "step": settings.get("step"),
-        "budget_gflops": settings.get("budget_gflops"),
-        "search_epochs": settings.get("epochs"),
+        "step": settings.step,
+        "budget_gflops": settings.budget_gflops,
+        "search_epochs": settings.epochs,
         "trial_id": trial.trial_id,
         "rank": rank,
         "state": trial.state,

@@ -24,7 +24,7 @@ from scrfd_search.config_writer import WIDERFACE_DATA_ROOT, full_config, write_b
 from scrfd_search.errors import UserError
 from scrfd_search.export.onnx_file import write_onnx
 from scrfd_search.export.selection import ExportItem, item_from_arch, items_from_experiment
-from scrfd_search.io_utils import atomic_write_json, staged_folder
+from scrfd_search.io_utils import atomic_write_json, check_writable, staged_folder
 from scrfd_search.search.store import store_path
 
 INDEX_FILE = "export.json"
@@ -108,6 +108,7 @@ def write_export(
     """Write every item into out (built beside it, then renamed into place); the export.json contents."""
     out = Path(out).expanduser().absolute()
     check_destination(out, force)
+    check_writable(out.parent, "--out")
     with staged_folder(out) as staging:
         write_bases(staging)
         entries = [write_item(item, staging / item.folder, data_root, with_onnx) for item in items]

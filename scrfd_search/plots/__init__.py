@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scrfd_search.errors import UserError
-from scrfd_search.io_utils import atomic_write_bytes, atomic_write_text
+from scrfd_search.io_utils import atomic_write_bytes, atomic_write_text, check_writable
 from scrfd_search.plots.data import BEST_FRACTION, StoreView, load_views, pareto_front
 from scrfd_search.plots.figures import (
     backbone_share_figure,
@@ -58,17 +58,44 @@ def draw_all(views: Sequence[StoreView]) -> list[Drawn]:
     return drawn
 
 
+# what `plot` writes: per-experiment figures named <prefix><experiment>, then the cross-experiment ones
+FIGURE_PREFIXES = ("backbone_shares_", "shallow_share_", "detector_shares_", "edf_hard_ap", "budget_distribution")
+FIGURE_PREFIXES += ("pareto_hard_ap_gflops",)
+
+
+def _is_our_figure(name: str) -> bool:
+    """Whether a file name is one `plot` writes (a figure or its CSV)."""
+    stem, _, ext = name.rpartition(".")
+    return ext in ("csv", *FORMATS) and stem.startswith(FIGURE_PREFIXES)
+
+
+def check_plot_folder(out: Path, force: bool) -> None:
+    """Refuse an --out that is a file, cannot be written, or holds files that are not figures of ours (unless force)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file, expected a folder")
+    check_writable(out, "--out")
+    if out.is_dir() and not force:
+        strangers = sorted(p.name for p in out.iterdir() if not _is_our_figure(p.name))
+        if strangers:
+            raise UserError(
+                f"--out: {out} holds other files ({', '.join(strangers[:3])}{', ...' if len(strangers) > 3 else ''}); "
+                "choose an empty folder or use --force to write beside them"
+            )
+
+
 def plot_experiments(
     names: Sequence[str],
     out_dir: str | os.PathLike | None = None,
     formats: Sequence[str] = ("png",),
     results_dir: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """Draw all figures for the named experiments into out_dir (default results/<first>/plots); the paths."""
     if not names:
         raise UserError("expected at least one experiment name")
     views = load_views(names, results_dir)
     out = Path(out_dir) if out_dir is not None else store_path(names[0], results_dir) / "plots"
+    check_plot_folder(out, force)
     drawn = draw_all(views)
     rendered = [(d, {fmt: d.image_bytes(fmt) for fmt in formats}, d.csv_text()) for d in drawn]
     written: list[Path] = []

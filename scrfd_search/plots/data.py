@@ -6,10 +6,10 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import BACKBONE_COMPONENTS, COMPONENTS
+from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
 
 BEST_FRACTION = 0.1  # "best models" = the top 10% by hard AP (at least one), as highlighted in the paper
@@ -22,27 +22,24 @@ class StoreView:
     """One experiment as the figures see it: settings, usable trials best first, and the failed count."""
 
     name: str
-    settings: dict[str, Any]
+    settings: ExperimentRecord
     trials: tuple[TrialRecord, ...]
     failed: int
 
     @property
     def budget_gflops(self) -> float | None:
         """The search's GFLOPs budget (None when experiment.json does not say)."""
-        value = self.settings.get("budget_gflops")
-        return float(value) if isinstance(value, int | float) else None
+        return self.settings.budget_gflops
 
     @property
     def step(self) -> int | None:
         """1 (backbone only) or 2 (whole detector), None when unknown."""
-        value = self.settings.get("step")
-        return int(value) if isinstance(value, int) else None
+        return self.settings.step
 
     @property
     def searcher(self) -> str | None:
         """How candidates were proposed (random, optuna, ...), when experiment.json records it."""
-        value = self.settings.get("searcher")
-        return str(value) if value else None
+        return self.settings.searcher or None
 
     @property
     def label(self) -> str:

@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 
+from scrfd_search.data.preflight import check_split
 from scrfd_search.errors import UserError
 
 # What a WIDER FACE (or demo) data folder must hold for a search to train and validate.
@@ -32,6 +33,12 @@ def check_data_root(path: str | os.PathLike) -> Path:
                 f"--data: {root}: missing {rel} (expected the WIDER FACE layout: {', '.join(REQUIRED_DATA_PATHS)})"
             )
     return root
+
+
+def check_data_contents(root: str | os.PathLike) -> None:
+    """Parse both splits' annotations and decode every listed image, before any trial (see data.preflight)."""
+    for split in ("train", "val"):
+        check_split(root, split, "wider")
 
 
 def local_cpus() -> int:

@@ -146,7 +146,7 @@ def derive_constraint(
 
 def constraint_from_store(store: ExperimentStore, name: str, top_k: int, seed: int) -> ShareConstraint:
     """Derive the constraint from a step-1 experiment folder, checking that it is a step-1 search."""
-    settings = store.read_experiment()
-    if settings.get("step", 1) != 1:
-        raise UserError(f"--from {name}: experiment is step {settings.get('step')}, expected a step-1 search")
+    step = store.read_experiment().step or 1
+    if step != 1:
+        raise UserError(f"--from {name}: experiment is step {step}, expected a step-1 search")
     return derive_constraint(store.read_trials(), from_experiment=name, top_k=top_k, seed=seed)

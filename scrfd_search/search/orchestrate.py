@@ -1,18 +1,29 @@
 """Launch and resume a search: checks, candidate drawing, the Ray Tune Tuner, and the experiment store.
 
-Layout of results/NAME/ (the driver is its only writer):
+Layout of results/NAME/ (the driver is its only writer; no absolute path inside, so it can be moved):
   experiment.json   the launch settings, the space, the budget and (step 2) the share constraint
+  candidates.json   random searcher: the N candidates drawn at launch (trial KEY = c0000, c0001, ...)
   constraint.json   step 2 only: the share ranges derived from the step-1 search
-  leaderboard.json  one row per trial, rewritten atomically after every reported result
-  optuna.db         the Optuna study (--searcher optuna), SQLite, for optuna-dashboard
-  ray/NAME/         the Ray Tune experiment (what `resume` restores)
-  trials/TRIAL_ID/  each trial's work folder: mmengine logs, checkpoints, trial_events.jsonl
+  leaderboard.json  one row per trial KEY, rewritten atomically after every reported result
+  optuna.db         the Optuna study (--searcher optuna), SQLite, for optuna-dashboard (KEY = o0000, ...)
+  driver.json       the live driver's pid, host and heartbeat (driver.lock: its exclusive lock)
+  ray/NAME*/        Ray Tune's own records of each driver run (launch, then one per resume)
+  trials/KEY/       each trial's work folder: trial.json, mmengine logs, checkpoints, trial_events.jsonl,
+                    result.json once trained to its end
+
+Resume trusts the store, not Ray's experiment snapshot (which lags the trials by seconds, so a driver
+killed in between would re-run a finished trial or lose an unfinished one): a trial is finished when
+its row says so or its work folder holds the result of a run to its end; every other trial is run again
+under its own key, so it continues from its own last checkpoint, in a fresh Tuner.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -20,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError
-from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.evaluation.ground_truth import SUBSETS
+from scrfd_search.io_utils import atomic_write_json, check_writable
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.checks import (
     check_address_reachable,
+    check_data_contents,
     check_data_root,
     check_trial_resources,
     cluster_node_resources,
@@ -32,10 +45,22 @@ from scrfd_search.search.checks import (
     local_gpus,
 )
 from scrfd_search.search.constraint import ShareConstraint, constraint_from_store
+from scrfd_search.search.driver import DriverLease, pid_alive
+from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.settings import CONSTRAINT_FILE, SearchSettings, asha_grace_period
-from scrfd_search.search.store import ExperimentStore, store_path
-from scrfd_search.search.trial import TrialSettings, data_workers, run_trial
+from scrfd_search.search.store import ExperimentStore, TrialRecord, record_from_config, store_path, with_checkpoint
+from scrfd_search.search.trial import (
+    TRIAL_FILE,
+    TrialSettings,
+    data_workers,
+    finished_result,
+    read_events,
+    run_trial,
+)
 from scrfd_search.space.search_space import SearchSpace
+
+CANDIDATES_FILE = "candidates.json"
+STALE_WORKER_WAIT_S = 60.0
 
 INTERRUPTED_EXIT = 130
 
@@ -58,8 +83,10 @@ def prepare(settings: SearchSettings) -> PreparedSearch:
             f"--name {settings.name}: {settings.path} already holds a search "
             f"(continue it with `scrfd-search resume {settings.name}` or pick another name)"
         )
+    check_writable(settings.results_dir, "--results-dir")
     check_data_root(settings.data_root)
     space = SearchSpace.load(settings.space_file)
+    check_data_contents(settings.data_root)
     constraint = step_constraint(settings, space)
     if settings.address is not None:
         check_address_reachable(settings.address)
@@ -114,21 +141,13 @@ def draw_candidates(
     return None
 
 
-def experiment_record(prepared: PreparedSearch) -> dict[str, Any]:
-    """What experiment.json holds: the settings plus the space, budget, constraint and where things lie."""
-    s, space = prepared.settings, prepared.space
-    return {
-        **s.to_dict(),
-        "step": space.step,
-        "space": space.to_dict(),
-        "budget_gflops": space.budget_gflops,
-        "tolerance": space.tolerance,
-        "input_shape": list(space.input_shape),
-        "constraint": prepared.constraint.to_dict() if prepared.constraint else None,
-        "ray_experiment": str(s.ray_experiment),
-        "optuna_storage": s.optuna_url if s.searcher == "optuna" else None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+def experiment_record(prepared: PreparedSearch) -> ExperimentRecord:
+    """What experiment.json holds: the settings plus the space, budget and constraint (no store paths)."""
+    space = prepared.space
+    constraint = prepared.constraint.to_dict() if prepared.constraint else None
+    return ExperimentRecord.for_launch(
+        prepared.settings, space.to_dict(), space.step, space.budget_gflops, space.tolerance, constraint
+    )
 
 
 def init_ray(address: str | None) -> None:
@@ -139,6 +158,9 @@ def init_ray(address: str | None) -> None:
         return
     if address is None:
         ray.init(
+            # "local": always a private instance. Without it ray.init joins any cluster another user
+            # started on this machine with `ray start --head` (and then refuses num_cpus)
+            address="local",
             num_cpus=local_cpus(),
             num_gpus=local_gpus(),
             include_dashboard=False,
@@ -191,7 +213,7 @@ def build_trainable(settings: SearchSettings) -> Any:
         lr=settings.lr,
         val_interval=settings.validation_every,
         seed=settings.seed,
-        trials_root=str(settings.trials_root),
+        trials_root=str(settings.trials_root.resolve()),
         device=settings.device,
         threads=max(1, int(settings.cpus_per_trial)),
         amp=settings.amp,
@@ -200,8 +222,11 @@ def build_trainable(settings: SearchSettings) -> Any:
     return tune.with_resources(tune.with_parameters(run_trial, settings=trial_settings), resources)
 
 
-def build_searcher(prepared: PreparedSearch) -> Any:
+def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: list[dict[str, Any]]) -> Any:
     """The search algorithm, wrapped in a ConcurrencyLimiter.
+
+    configs: random searcher, the candidates still to train; Optuna, the unfinished trials to hand out
+    again before TPE proposes new ones.
 
     Ray keeps only one trial pending for a searcher that is not wrapped in a ConcurrencyLimiter,
     so trials start one after another, each waiting for the previous one's worker to come up
@@ -210,18 +235,20 @@ def build_searcher(prepared: PreparedSearch) -> Any:
     """
     from ray.tune.search import ConcurrencyLimiter
 
-    from scrfd_search.search.searchers import BudgetedOptunaSearch, CandidateSearcher, candidate_configs  # ray/optuna
+    from scrfd_search.search.searchers import BudgetedOptunaSearch, CandidateSearcher  # ray/optuna
 
-    s = prepared.settings
+    s = settings
     if s.searcher == "random":
-        searcher = CandidateSearcher(candidate_configs(prepared.candidates or []))
+        searcher = CandidateSearcher(configs)
     else:
+        constraint = ShareConstraint.from_dict(record.constraint) if record.constraint else None
         searcher = BudgetedOptunaSearch(
-            prepared.space,
+            SearchSpace.from_dict(record.space, str(ExperimentStore(s.path).experiment_file)),
             storage_url=s.optuna_url,
-            study_name=s.name,
+            study_name=record.study_name or s.name,
             seed=s.seed,
-            constraint=prepared.constraint,
+            constraint=constraint,
+            replay=configs,
         )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or 1)
 
@@ -247,27 +274,32 @@ def trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def build_tuner(prepared: PreparedSearch, quiet: bool) -> Any:
-    """A fresh Tuner: storage under results/NAME/ray, the leaderboard callback, no retries on error."""
+def build_tuner(
+    settings: SearchSettings, record: ExperimentRecord, configs: list[dict[str, Any]], samples: int, quiet: bool
+) -> Any:
+    """A fresh Tuner for `samples` trials: a new Ray run folder under results/NAME/ray, the leaderboard callback."""
     from ray import tune
 
     from scrfd_search.search.ray_callback import LeaderboardCallback  # ray
 
-    s = prepared.settings
-    callback = LeaderboardCallback(s.path, s.trials_root, s.trials, quiet=quiet)
+    s = settings
+    ray_dir = s.ray_dir.resolve()
+    runs = sorted(p.name for p in ray_dir.iterdir()) if ray_dir.is_dir() else []
+    run_name = s.name if not runs else f"{s.name}.resume{len(runs)}"
+    callback = LeaderboardCallback(s.path.resolve(), s.trials, quiet=quiet)
     return tune.Tuner(
         build_trainable(s),
         tune_config=tune.TuneConfig(
-            search_alg=build_searcher(prepared),
+            search_alg=build_searcher(s, record, configs),
             scheduler=build_scheduler(s),
-            num_samples=s.trials,
+            num_samples=samples,
             reuse_actors=False,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
-            name=s.name,
-            storage_path=str(s.ray_dir),
+            name=run_name,
+            storage_path=str(ray_dir),
             callbacks=[callback],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             verbose=0,  # the leaderboard callback prints one line per finished trial instead
@@ -286,50 +318,196 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
     progress = None if quiet else _sampling_progress
     candidates = draw_candidates(prepared.settings, prepared.space, prepared.constraint, progress)
     prepared = replace(prepared, candidates=candidates)
-    init_ray(prepared.settings.address)
     s = prepared.settings
     store = ExperimentStore(s.path)
+    created = not store.path.exists()
+    with DriverLease(store.path, "launch"):
+        try:
+            init_ray(s.address)
+            configs = _write_new_store(prepared, store)
+            record = store.read_experiment()
+        except BaseException:
+            if created and not store.exists():  # failed before the search existed: leave nothing behind
+                shutil.rmtree(store.path, ignore_errors=True)
+            raise
+        _say(
+            quiet,
+            f"search {s.name}: {s.trials} trials ({s.searcher}, {s.scheduler}), up to {s.max_concurrent} at once "
+            f"with {s.cpus_per_trial:g} CPUs ({data_workers(s.cpus_per_trial)} data-loader workers) and "
+            f"{s.gpus_per_trial:g} GPUs each{' (mixed precision)' if s.amp else ''}; results in {s.path}",
+        )
+        return _fit(build_tuner(s, record, configs, s.trials, quiet), s, store, quiet)
+
+
+def _write_new_store(prepared: PreparedSearch, store: ExperimentStore) -> list[dict[str, Any]]:
+    """Write candidates, constraint, leaderboard and (last: it marks the store as existing) experiment.json."""
+    from scrfd_search.search.searchers import candidate_configs
+
+    s = prepared.settings
+    configs = candidate_configs(prepared.candidates) if prepared.candidates is not None else []
+    if s.searcher == "random":
+        atomic_write_json(store.path / CANDIDATES_FILE, {"candidates": configs})
     if prepared.constraint is not None:
         atomic_write_json(s.path / CONSTRAINT_FILE, prepared.constraint.to_dict())
-    store.write_experiment(experiment_record(prepared))
     store.write_trials([])
-    _say(
-        quiet,
-        f"search {s.name}: {s.trials} trials ({s.searcher}, {s.scheduler}), up to {s.max_concurrent} at once "
-        f"with {s.cpus_per_trial:g} CPUs ({data_workers(s.cpus_per_trial)} data-loader workers) and "
-        f"{s.gpus_per_trial:g} GPUs each{' (mixed precision)' if s.amp else ''}; results in {s.path}",
-    )
-    return _fit(build_tuner(prepared, quiet), s, store, quiet)
+    store.write_experiment(experiment_record(prepared))
+    return configs
 
 
-def resume(name: str, results_dir: str | None = None, *, quiet: bool = False) -> int:
-    """Continue an interrupted search: finished and errored trials are kept, unfinished ones continue."""
+def resume(
+    name: str,
+    results_dir: str | None = None,
+    *,
+    data_root: str | None = None,
+    rebuild_leaderboard: bool = False,
+    quiet: bool = False,
+) -> int:
+    """Continue a stopped search: finished and errored trials are kept, every other candidate is trained.
+
+    The store is checked first and nothing is changed when it is broken.
+    """
     store = ExperimentStore(store_path(name, results_dir)).require()
-    settings = SearchSettings.from_dict(store.read_experiment(), str(store.experiment_file))
+    record = store.read_experiment()
+    settings = record.require_settings(str(store.experiment_file))
+    if data_root is not None:
+        settings = replace(settings, data_root=str(Path(data_root).expanduser().resolve()))
+    rows = rebuilt_rows(store) if rebuild_leaderboard else _readable_rows(store, name)
+    configs = _stored_candidates(store) if settings.searcher == "random" else None
+    try:
+        check_data_root(settings.data_root)
+    except UserError as exc:
+        raise UserError(f"{exc}; a moved store points at its data with `resume {name} --data PATH`") from None
+    check_data_contents(settings.data_root)
     if settings.address is not None:
         send_ray_auth_token()
-    from ray import tune
-
-    check_data_root(settings.data_root)
-    if not settings.ray_experiment.is_dir() or not tune.Tuner.can_restore(str(settings.ray_experiment)):
-        raise UserError(
-            f"{name}: no Ray Tune experiment to restore at {settings.ray_experiment} (the launch stopped "
-            f"before its first trial: remove {store.path} and launch again)"
-        )
-    if settings.address is None:
+    else:
         check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial or 0.0, local_cpus(), local_gpus())
-    init_ray(settings.address)
-    if settings.address is not None:
-        settings_for_cluster(settings)
-    tuner = tune.Tuner.restore(
-        str(settings.ray_experiment),
-        trainable=build_trainable(settings),
-        resume_unfinished=True,
-        resume_errored=False,
-        restart_errored=False,
-    )
-    _say(quiet, f"resuming search {name} from {settings.ray_experiment}")
-    return _fit(tuner, settings, store, quiet)
+    with DriverLease(store.path, "resume"):
+        if rebuild_leaderboard:
+            store.write_trials(rows)
+        rows = reconcile(store, rows)
+        finished = {r.trial_id for r in rows if r.state in ("TERMINATED", "ERROR")}
+        unfinished = [r for r in rows if r.trial_id not in finished]
+        if configs is not None:
+            todo = [c for c in configs if c["trial_key"] not in finished]
+            samples = len(todo)
+        else:
+            todo = [_replay_config(r) for r in unfinished]
+            samples = max(0, settings.trials - len(finished))
+        if samples == 0:
+            _say(quiet, f"search {name}: all {settings.trials} trials already finished; nothing to resume")
+            return 0
+        _wait_for_stale_workers(store, [r for r in unfinished if r.trial_id in {c["trial_key"] for c in todo}])
+        init_ray(settings.address)
+        if settings.address is not None:
+            settings_for_cluster(settings)
+        _say(
+            quiet,
+            f"resuming search {name}: {len(finished)} of {settings.trials} trials finished, "
+            f"{len(unfinished)} continue from their checkpoints, {samples - len(unfinished)} not started yet",
+        )
+        return _fit(build_tuner(settings, record, todo, samples, quiet), settings, store, quiet)
+
+
+def _readable_rows(store: ExperimentStore, name: str) -> list[TrialRecord]:
+    """The leaderboard's rows; a broken leaderboard is a UserError that says how to rebuild it."""
+    try:
+        return store.read_trials()
+    except UserError as exc:
+        raise UserError(
+            f"{exc}; nothing was changed. Rebuild it from the trials' own result.json files with "
+            f"`scrfd-search resume {name} --rebuild-leaderboard`"
+        ) from None
+
+
+def _stored_candidates(store: ExperimentStore) -> list[dict[str, Any]]:
+    """The candidates the launch drew (candidates.json), checked."""
+    path = store.path / CANDIDATES_FILE
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        configs = data["candidates"]
+        if not isinstance(configs, list) or not all(isinstance(c, dict) and "trial_key" in c for c in configs):
+            raise TypeError
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing (the random searcher's candidates); launch the search again") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        raise UserError(f"{path}: not the candidates list `launch` writes; launch the search again") from None
+    return configs
+
+
+def rebuilt_rows(store: ExperimentStore) -> list[TrialRecord]:
+    """Leaderboard rows from every trial folder's trial.json (and result.json when it trained to its end)."""
+    rows = []
+    root = store.path / "trials"
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            config = json.loads((folder / TRIAL_FILE).read_text())["config"]
+            row = record_from_config(folder.name, config)
+        except (OSError, ValueError, KeyError, TypeError, UserError):
+            continue  # a folder a trial never got to describe: its candidate is simply trained again
+        rows.append(_finished_row(row, store) or row.updated(state="PENDING"))
+    return rows
+
+
+def _finished_row(row: TrialRecord, store: ExperimentStore) -> TrialRecord | None:
+    """The row marked TERMINATED with its APs, when its work folder holds the result of a run to its end."""
+    result = finished_result(store.path / row.extra.get("work_dir", f"trials/{row.trial_id}"))
+    if result is None:
+        return None
+    aps = {k: float(result[k]) for k in SUBSETS}
+    done = row.updated(state="TERMINATED", error=None, epochs_run=int(result.get("epochs_run", 0)), **aps)
+    return with_checkpoint(done, store.path)
+
+
+def reconcile(store: ExperimentStore, rows: list[TrialRecord]) -> list[TrialRecord]:
+    """Rows of a dead driver made true: trained-to-the-end trials TERMINATED, other unfinished ones PENDING."""
+    fixed = []
+    for row in rows:
+        if row.state in ("TERMINATED", "ERROR"):
+            fixed.append(row)
+            continue
+        done = _finished_row(row, store)
+        fixed.append(done or row.updated(state="PENDING", extra={**row.extra, "interrupted": True}))
+    if fixed != rows:
+        store.write_trials(fixed)
+    return fixed
+
+
+def _replay_config(row: TrialRecord) -> dict[str, Any]:
+    """The config an unfinished Optuna trial is handed out with again (same key, arch and study number)."""
+    return {
+        "trial_key": row.trial_id,
+        "arch": row.arch.to_dict(),
+        "flops": row.flops.to_dict(),
+        "optuna_number": row.extra.get("optuna_number"),
+    }
+
+
+def _wait_for_stale_workers(store: ExperimentStore, rows: list[TrialRecord]) -> None:
+    """Wait until the workers of a killed driver's trials are gone (they must not share a folder with new ones)."""
+    host = socket.gethostname()
+    deadline = time.time() + STALE_WORKER_WAIT_S
+    for row in rows:
+        events = read_events(store.path / row.extra.get("work_dir", f"trials/{row.trial_id}"))
+        starts = [e for e in events if e.get("event") == "start" and e.get("host") == host]
+        pid = starts[-1].get("pid") if starts else None
+        if not isinstance(pid, int) or pid == os.getpid():
+            continue
+        while pid_alive(pid) and _is_trial_worker(pid):
+            if time.time() > deadline:
+                raise UserError(
+                    f"{store.path / row.extra.get('work_dir', '')}: trial {row.trial_id} is still being trained by "
+                    f"process {pid} of an earlier driver; stop it (kill {pid}) and resume again"
+                )
+            time.sleep(0.5)
+
+
+def _is_trial_worker(pid: int) -> bool:
+    """Whether pid is (still) a Ray worker process ("ray::..."), not an unrelated one that reused the id."""
+    try:
+        return "ray::" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def _fit(tuner: Any, settings: SearchSettings, store: ExperimentStore, quiet: bool) -> int:

@@ -9,27 +9,14 @@ from typing import Any
 from ray.tune import Callback
 
 from scrfd_search.evaluation.ground_truth import SUBSETS
-from scrfd_search.flops.report import FlopsReport
-from scrfd_search.search.store import ExperimentStore, TrialRecord
-from scrfd_search.search.trial import trial_work_dir
-from scrfd_search.space.arch import ArchSpec
+from scrfd_search.search.store import ExperimentStore, TrialRecord, record_from_config, with_checkpoint
 
 MAX_ERROR_CHARS = 2000
 
 
-def record_from_config(trial_id: str, config: dict[str, Any], trials_root: str | Path) -> TrialRecord:
-    """A fresh PENDING row for a trial, from the arch and FLOPs its config carries."""
-    extra: dict[str, Any] = {"work_dir": str(trial_work_dir(trials_root, trial_id))}
-    if "candidate" in config:
-        extra["candidate"] = config["candidate"]
-    if "optuna_number" in config:
-        extra["optuna_number"] = config["optuna_number"]
-    return TrialRecord(
-        trial_id=trial_id,
-        arch=ArchSpec.from_dict(config["arch"], f"trial {trial_id} config"),
-        flops=FlopsReport.from_dict(config["flops"]),
-        extra=extra,
-    )
+def trial_key(trial: Any) -> str:
+    """The row id and work folder name of a Ray trial: its config's stable key (Ray's id if it has none)."""
+    return str(trial.config.get("trial_key") or trial.trial_id)
 
 
 def with_result(record: TrialRecord, result: dict[str, Any] | None) -> TrialRecord:
@@ -62,9 +49,8 @@ def trial_error_text(trial: Any) -> str | None:
 class LeaderboardCallback(Callback):
     """Upserts one leaderboard row per trial on start, on every result, on completion and on error."""
 
-    def __init__(self, store_path: str | Path, trials_root: str | Path, total_trials: int, quiet: bool = False):
+    def __init__(self, store_path: str | Path, total_trials: int, quiet: bool = False):
         self.store_path = str(store_path)
-        self.trials_root = str(trials_root)
         self.total_trials = total_trials
         self.quiet = quiet
 
@@ -73,11 +59,13 @@ class LeaderboardCallback(Callback):
         return ExperimentStore(self.store_path)
 
     def _row(self, trial: Any) -> TrialRecord:
-        """The stored row of a trial, or a new one built from its config."""
+        """The stored row of a trial, or a new one built from its config (with Ray's id of this run)."""
+        key = trial_key(trial)
         for row in self._store().read_trials():
-            if row.trial_id == trial.trial_id:
-                return row
-        return record_from_config(trial.trial_id, trial.config, self.trials_root)
+            if row.trial_id == key:
+                return row.updated(extra={**row.extra, "ray_trial_id": trial.trial_id})
+        record = record_from_config(key, trial.config)
+        return record.updated(extra={**record.extra, "ray_trial_id": trial.trial_id})
 
     def _save(self, record: TrialRecord) -> None:
         """Write the row (the whole leaderboard is rewritten atomically)."""
@@ -94,6 +82,7 @@ class LeaderboardCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial finished training (or was stopped early by ASHA)."""
         record = with_result(self._row(trial), trial.last_result).updated(state="TERMINATED", error=None)
+        record = with_checkpoint(record, Path(self.store_path))
         self._save(record)
         self._announce(record)
 

@@ -41,9 +41,22 @@ DEFAULT_MAX_DRAWS = 20000
 SCRATCH_DRAWS = 200
 
 
+def candidate_key(index: int) -> str:
+    """The stable trial key (leaderboard row id and work folder name) of candidate `index`."""
+    return f"c{index:04d}"
+
+
+def optuna_key(number: int) -> str:
+    """The stable trial key of Optuna study trial `number`."""
+    return f"o{number:04d}"
+
+
 def candidate_configs(candidates: list[Any]) -> list[dict[str, Any]]:
-    """Trial configs for a list of sampler Candidates: index, arch and confirmed FLOPs."""
-    return [{"candidate": i, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()} for i, c in enumerate(candidates)]
+    """Trial configs for a list of sampler Candidates: key, index, arch and confirmed FLOPs."""
+    return [
+        {"trial_key": candidate_key(i), "candidate": i, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()}
+        for i, c in enumerate(candidates)
+    ]
 
 
 class CandidateSearcher(Searcher):
@@ -107,6 +120,7 @@ class BudgetedOptunaSearch(OptunaSearch):
         constraint: ShareConstraint | None = None,
         max_draws: int = DEFAULT_MAX_DRAWS,
         confirm: bool = True,
+        replay: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
             space=ArchSuggester(space),
@@ -122,9 +136,23 @@ class BudgetedOptunaSearch(OptunaSearch):
         self.draw_seed = seed
         self.max_draws = max_draws
         self.confirm = confirm
+        # trials a killed driver left unfinished: handed out again first, with their study numbers
+        self.replay = list(replay or [])
+        self.replayed: dict[str, int] = {}
+        self._fail_orphans({int(c["optuna_number"]) for c in self.replay})
+
+    def _fail_orphans(self, keep: set[int]) -> None:
+        """Mark study trials a killed driver left RUNNING, and that nothing will resume, as FAIL."""
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number not in keep:
+                self._ot_study.tell(t.number, state=TrialState.FAIL)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Enqueue a feasible point in the stored study, then let OptunaSearch ask for it."""
+        if self.replay:
+            config = dict(self.replay.pop(0))
+            self.replayed[trial_id] = int(config["optuna_number"])
+            return config
         if trial_id in self._ot_trials:
             return super().suggest(trial_id)
         params, flops = self._feasible_point()
@@ -135,10 +163,27 @@ class BudgetedOptunaSearch(OptunaSearch):
         ot_trial.set_user_attr("gflops", flops.total_gflops)
         config["flops"] = flops.to_dict()
         config["optuna_number"] = ot_trial.number
+        config["trial_key"] = optuna_key(ot_trial.number)
         return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Intermediate results of replayed trials are not Optuna's to see (their study trial is told at the end)."""
+        if trial_id not in self.replayed:
+            super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Record errored trials as FAIL in the study (OptunaSearch would keep their last AP as COMPLETE)."""
+        if trial_id in self.replayed:
+            number = self.replayed.pop(trial_id)
+            value = None if error or not result or METRIC not in result else float(result[METRIC])
+            try:
+                if value is None:
+                    self._ot_study.tell(number, state=TrialState.FAIL)
+                else:
+                    self._ot_study.tell(number, value)
+            except (ValueError, RuntimeError):
+                pass  # told already (the driver died after telling the study, before recording the row)
+            return
         super().on_trial_complete(trial_id, None if error else result, error)
 
     def _feasible_point(self) -> tuple[dict[str, Any], FlopsReport]:

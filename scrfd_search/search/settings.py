@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.errors import UserError
+from scrfd_search.errors import UserError, check_seed
 
 SEARCHERS = ("random", "optuna")
 SCHEDULERS = ("fifo", "asha")
@@ -65,6 +65,7 @@ class SearchSettings:
             raise UserError(f"--val-interval: {self.val_interval} must be between 1 and --epochs {self.epochs}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise UserError(f"--max-concurrent: {self.max_concurrent} must be at least 1")
+        check_seed(self.seed)
         if self.top_k is not None and self.from_experiment is None:
             raise UserError("--top-k: only meaningful with --from STEP1_NAME")
         if self.amp and self.gpus_per_trial == 0:

@@ -8,6 +8,7 @@ from typing import Any
 
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.search.constraint import ShareConstraint
+from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.store import TrialRecord, ranked
 from scrfd_search.search.trial import data_workers, trial_placement
 
@@ -96,19 +97,21 @@ def leaderboard_table(trials: list[TrialRecord]) -> str:
     return "\n".join(lines)
 
 
-def placement_of(trial: TrialRecord) -> dict[str, Any] | None:
+def placement_of(trial: TrialRecord, store_dir: Path | None) -> dict[str, Any] | None:
     """Where a trial ran: from its last report, else from the start event in its work folder."""
     if isinstance(trial.extra.get("placement"), dict):
         return trial.extra["placement"]
     work_dir = trial.extra.get("work_dir")
-    return trial_placement(Path(work_dir)) if work_dir else None
+    if not work_dir or store_dir is None:
+        return None
+    return trial_placement(store_dir / work_dir)
 
 
-def placement_lines(trials: list[TrialRecord]) -> list[str]:
+def placement_lines(trials: list[TrialRecord], store_dir: Path | None) -> list[str]:
     """One line per started trial: node, GPU ids Ray assigned, training device, data-loader workers."""
     lines = []
     for trial in sorted(trials, key=lambda t: t.trial_id):
-        where = placement_of(trial)
+        where = placement_of(trial, store_dir)
         if where is None:
             continue
         node = f"{where.get('node_ip', '?')} ({str(where.get('node_id', '?'))[:8]})"
@@ -121,28 +124,37 @@ def placement_lines(trials: list[TrialRecord]) -> list[str]:
     return lines
 
 
-def status_text(experiment: dict[str, Any], trials: list[TrialRecord]) -> str:
-    """What `status` prints: a header, the progress line, the constraint (step 2), the table, errors."""
-    name = experiment.get("name", "?")
+def _total(experiment: ExperimentRecord, trials: list[TrialRecord]) -> int:
+    """Trials the search was launched with (the rows there are, for an older store that does not say)."""
+    return experiment.trials if experiment.trials is not None else len(trials)
+
+
+def status_text(
+    experiment: ExperimentRecord, trials: list[TrialRecord], driver: str | None = None, store_dir: Path | None = None
+) -> str:
+    """What `status` prints: a header, the progress, the driver line, the constraint (step 2), the table, errors."""
     low_high = ""
-    if experiment.get("budget_gflops") is not None:
-        b, tol = experiment["budget_gflops"], experiment.get("tolerance", 0.0)
-        low_high = f", budget {b:g} GFLOPs +-{100 * tol:g}%"
+    if experiment.budget_gflops is not None:
+        tol = experiment.tolerance or 0.0
+        low_high = f", budget {experiment.budget_gflops:g} GFLOPs +-{100 * tol:g}%"
     lines = [
-        f"search {name}: step {experiment.get('step', 1)}, {experiment.get('searcher')} searcher, "
-        f"{experiment.get('scheduler')} scheduler, {experiment.get('epochs')} epochs per trial{low_high}",
-        progress_of(trials, int(experiment.get("trials", len(trials)))).describe(),
+        f"search {experiment.name}: step {experiment.step or 1}, {experiment.searcher} searcher, "
+        f"{experiment.scheduler} scheduler, {experiment.epochs} epochs per trial{low_high}",
+        progress_of(trials, _total(experiment, trials)).describe(),
     ]
-    if experiment.get("constraint"):
-        lines.append("constraint: " + ShareConstraint.from_dict(experiment["constraint"]).describe())
-    cpus = float(experiment.get("cpus_per_trial") or 1)
-    gpus = experiment.get("gpus_per_trial")
-    lines.append(
-        f"each trial: {cpus:g} CPUs ({data_workers(cpus)} data-loader workers), "
-        f"{0 if gpus is None else gpus:g} GPUs{', mixed precision' if experiment.get('amp') else ''}"
-    )
+    if driver:
+        lines.append(driver)
+    if experiment.constraint:
+        lines.append("constraint: " + ShareConstraint.from_dict(experiment.constraint).describe())
+    settings = experiment.settings
+    if settings is not None:
+        cpus, gpus = settings.cpus_per_trial, settings.gpus_per_trial
+        lines.append(
+            f"each trial: {cpus:g} CPUs ({data_workers(cpus)} data-loader workers), "
+            f"{0 if gpus is None else gpus:g} GPUs{', mixed precision' if settings.amp else ''}"
+        )
     lines += ["", "GFLOPs shares per component in %, APs in %", leaderboard_table(trials)]
-    placed = placement_lines(trials)
+    placed = placement_lines(trials, store_dir)
     if placed:
         lines += ["", "where the trials ran (node IP and id, GPU ids Ray assigned, device, data-loader workers):"]
         lines += placed
@@ -152,19 +164,25 @@ def status_text(experiment: dict[str, Any], trials: list[TrialRecord]) -> str:
     return "\n".join(lines)
 
 
-def status_json(experiment: dict[str, Any], trials: list[TrialRecord]) -> dict[str, Any]:
+def status_json(
+    experiment: ExperimentRecord,
+    trials: list[TrialRecord],
+    driver: dict[str, Any] | None = None,
+    store_dir: Path | None = None,
+) -> dict[str, Any]:
     """The same information as JSON: settings, progress, constraint, and rows in leaderboard order."""
     rows = []
     for rank, t in leaderboard_order(trials):
         row = t.to_dict()
         row["rank"] = rank
         row["shares"] = {c: t.flops.gflops[c] / t.flops.total_gflops for c in COMPONENTS}
-        row["placement"] = placement_of(t)
+        row["placement"] = placement_of(t, store_dir)
         rows.append(row)
     return {
-        "name": experiment.get("name"),
-        "experiment": experiment,
-        "progress": progress_of(trials, int(experiment.get("trials", len(trials)))).to_dict(),
-        "constraint": experiment.get("constraint"),
+        "name": experiment.name,
+        "experiment": experiment.to_json(),
+        "progress": progress_of(trials, _total(experiment, trials)).to_dict(),
+        "constraint": experiment.constraint,
+        "driver": driver,
         "trials": rows,
     }

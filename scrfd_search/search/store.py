@@ -11,6 +11,9 @@ from typing import Any
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import FlopsReport
 from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.search.experiment import ExperimentRecord, read_experiment_file
+from scrfd_search.search.settings import TRIALS_DIR
+from scrfd_search.search.trial import finished_result, trial_work_dir
 from scrfd_search.space.arch import ArchSpec
 
 EXPERIMENT_FILE = "experiment.json"
@@ -44,18 +47,40 @@ class TrialRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "leaderboard") -> TrialRecord:
-        """Inverse of to_dict."""
+        """Inverse of to_dict; a row that is not one gives a UserError naming the source."""
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: a trial row is {type(data).__name__}, expected an object")
         if data.get("state") not in TRIAL_STATES:
             raise UserError(f"{source}: trial {data.get('trial_id')!r} has unknown state {data.get('state')!r}")
+        trial_id = data.get("trial_id")
+        if not isinstance(trial_id, str) or not trial_id:
+            raise UserError(f"{source}: trial id {trial_id!r} is not a non-empty string")
+        where = f"{source}: trial {trial_id}"
+        aps = {}
+        for key in ("easy", "medium", "hard"):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+                raise UserError(f"{where}: {key}: {value!r} is not a number")
+            aps[key] = None if value is None else float(value)
+        epochs = data.get("epochs_run", 0)
+        if not isinstance(epochs, int) or isinstance(epochs, bool):
+            raise UserError(f"{where}: epochs_run: {epochs!r} is not a whole number")
+        for key in ("error", "checkpoint"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise UserError(f"{where}: {key}: {data[key]!r} is not a string")
+        if not isinstance(data.get("extra") or {}, dict):
+            raise UserError(f"{where}: extra: expected an object")
+        try:
+            flops = FlopsReport.from_dict(data["flops"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise UserError(f"{where}: flops: not a FLOPs report as `launch` writes it") from None
         return cls(
-            trial_id=str(data["trial_id"]),
-            arch=ArchSpec.from_dict(data["arch"], f"{source}: trial {data['trial_id']}"),
-            flops=FlopsReport.from_dict(data["flops"]),
+            trial_id=trial_id,
+            arch=ArchSpec.from_dict(data.get("arch"), where),
+            flops=flops,
             state=data["state"],
-            easy=data.get("easy"),
-            medium=data.get("medium"),
-            hard=data.get("hard"),
-            epochs_run=int(data.get("epochs_run", 0)),
+            **aps,
+            epochs_run=epochs,
             error=data.get("error"),
             checkpoint=data.get("checkpoint"),
             extra=dict(data.get("extra") or {}),
@@ -64,6 +89,30 @@ class TrialRecord:
     def updated(self, **changes: Any) -> TrialRecord:
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+def record_from_config(trial_id: str, config: dict[str, Any]) -> TrialRecord:
+    """A fresh PENDING row for a trial, from the arch and FLOPs its config carries (work_dir relative to the store)."""
+    extra: dict[str, Any] = {"work_dir": str(trial_work_dir(Path(TRIALS_DIR), trial_id))}
+    if "candidate" in config:
+        extra["candidate"] = config["candidate"]
+    if "optuna_number" in config:
+        extra["optuna_number"] = config["optuna_number"]
+    return TrialRecord(
+        trial_id=trial_id,
+        arch=ArchSpec.from_dict(config["arch"], f"trial {trial_id} config"),
+        flops=FlopsReport.from_dict(config["flops"]),
+        extra=extra,
+    )
+
+
+def with_checkpoint(record: TrialRecord, store_dir: Path) -> TrialRecord:
+    """The row with its final checkpoint (relative to the store), when its result.json names one there."""
+    result = finished_result(store_dir / record.extra.get("work_dir", ""))
+    checkpoint = result.get("checkpoint") if result else None
+    if not checkpoint:
+        return record
+    return record.updated(checkpoint=str(Path(record.extra["work_dir"]) / Path(checkpoint).name))
 
 
 def store_path(name: str, results_dir: str | os.PathLike | None = None) -> Path:
@@ -100,13 +149,13 @@ class ExperimentStore:
             raise UserError(f"{self.path}: no experiment here (no {EXPERIMENT_FILE}); launch one first")
         return self
 
-    def read_experiment(self) -> dict[str, Any]:
-        """The launch settings."""
-        return _read_json(self.require().experiment_file)
+    def read_experiment(self) -> ExperimentRecord:
+        """The launch settings, typed (see scrfd_search.search.experiment)."""
+        return read_experiment_file(self.require().experiment_file)
 
-    def write_experiment(self, settings: dict[str, Any]) -> None:
+    def write_experiment(self, record: ExperimentRecord) -> None:
         """Record the launch settings."""
-        atomic_write_json(self.experiment_file, settings)
+        atomic_write_json(self.experiment_file, record.to_json())
 
     def read_trials(self) -> list[TrialRecord]:
         """All rows, in the order they were first recorded."""
@@ -143,8 +192,12 @@ def ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
 def _read_json(path: Path) -> Any:
     """Parse a JSON file, naming it on failure."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (expected JSON)") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply (expected a JSON leaderboard)") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None

@@ -14,11 +14,13 @@ from typing import Any
 
 from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.evaluation.ground_truth import SUBSETS
-from scrfd_search.io_utils import atomic_write_text
+from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.data_checks import warmup_iters_for
 
 EVENTS_FILE = "trial_events.jsonl"
+TRIAL_FILE = "trial.json"  # the trial's config (key, arch, FLOPs, candidate): what a leaderboard rebuild reads
+RESULT_FILE = "result.json"  # written by training.train_candidate when a run trains to its end
 GT_DIR = "wider_face_split"  # where the four evaluation .mat files lie, beside the text annotations
 
 
@@ -72,7 +74,7 @@ def choose_device(requested: str, gpu_ids: list[str], cuda_available: bool) -> t
 
 
 def trial_work_dir(trials_root: str | os.PathLike, trial_id: str) -> Path:
-    """Work folder of one trial, stable across resumes (keyed by Ray's trial id)."""
+    """Work folder of one trial, stable across resumes (keyed by the trial key: candidate or study number)."""
     return Path(trials_root) / trial_id
 
 
@@ -85,11 +87,33 @@ def append_event(work_dir: Path, event: str, **fields: Any) -> None:
 
 
 def read_events(work_dir: Path) -> list[dict[str, Any]]:
-    """The trial's event log (empty when the trial never started)."""
+    """The trial's event log (empty when the trial never started; unreadable lines are skipped)."""
     path = work_dir / EVENTS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def finished_result(work_dir: Path) -> dict[str, Any] | None:
+    """result.json of a trial whose training ran to its end (its last event is 'end'), else None."""
+    events = read_events(work_dir)
+    if not events or events[-1].get("event") != "end":
+        return None
+    try:
+        result = json.loads((work_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or any(not isinstance(result.get(k), int | float) for k in SUBSETS):
+        return None
+    return result
 
 
 def ap_metrics(epoch: int, aps: dict[str, float]) -> dict[str, Any]:
@@ -121,9 +145,16 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     from scrfd_search.training.candidate import train_candidate  # torch/mmengine, in the worker only
 
     torch.set_num_threads(max(1, settings.threads))
-    trial_id = tune.get_context().get_trial_id()
+    trial_id = config.get("trial_key") or tune.get_context().get_trial_id()
     work_dir = trial_work_dir(settings.trials_root, trial_id)
     work_dir.mkdir(parents=True, exist_ok=True)
+    done = finished_result(work_dir)
+    if done is not None:
+        # trained to its end by an earlier driver that died before recording it: report, never retrain
+        tune.report(ap_metrics(int(done.get("epochs_run", settings.epochs)), done))
+        return
+    if not (work_dir / TRIAL_FILE).is_file():
+        atomic_write_json(work_dir / TRIAL_FILE, {"config": config})
     device, note = choose_device(settings.device, placement["gpu_ids"], torch.cuda.is_available())
     if note is not None:
         print(f"[scrfd-search] trial {trial_id}: {note}", file=sys.stderr, flush=True)

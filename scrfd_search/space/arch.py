@@ -177,6 +177,8 @@ class ArchSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ArchSpecError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ArchSpecError(f"{source}: nested too deeply to be an ArchSpec") from None
         return cls.from_dict(data, source)
 
     @classmethod
@@ -185,7 +187,13 @@ class ArchSpec:
         path = Path(path)
         if not path.is_file():
             raise ArchSpecError(f"{path}: no such file (expected an ArchSpec JSON file)")
-        return cls.from_json(path.read_text(), str(path))
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArchSpecError(f"{path}: not a text file (expected an ArchSpec JSON file)") from None
+        except OSError as exc:
+            raise ArchSpecError(f"{path}: cannot read ({exc.strerror})") from None
+        return cls.from_json(text, str(path))
 
 
 def _reject_unknown(data: dict, allowed: set[str], source: str, prefix: str) -> None:

@@ -206,11 +206,20 @@ class SearchSpace:
         if not path.is_file():
             raise SpaceError(f"{path}: no such search space file (expected a YAML file, see search_spaces/)")
         try:
-            data = yaml.safe_load(path.read_text())
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise SpaceError(f"{path}: not a text file (expected a YAML search space, see search_spaces/)") from None
+        except OSError as exc:
+            raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            data = yaml.safe_load(text)
+        except RecursionError:
+            raise SpaceError(f"{path}: nested too deeply to be a search space") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise SpaceError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's can span lines
+            raise SpaceError(f"{where}: not valid YAML ({problem})") from None
         return cls.from_dict(data, str(path))
 
     @classmethod
@@ -249,8 +258,9 @@ class _SpaceParser:
         self.source = source
 
     def fail(self, key: str, message: str) -> SpaceError:
-        """An error that names the file and the key."""
-        return SpaceError(f"{self.source}: {key}: {message}")
+        """An error that names the file and the key (on one line, whatever characters the key holds)."""
+        shown = key if key.isprintable() else repr(key)
+        return SpaceError(f"{self.source}: {shown}: {' '.join(message.splitlines())}")
 
     def parse(self, data: Any) -> SearchSpace:
         """Validate every key and build the space."""

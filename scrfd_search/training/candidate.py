@@ -25,7 +25,7 @@ from scrfd_search.config_builder import (
 )
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.ground_truth import SUBSETS
-from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.data_checks import check_data
 from scrfd_search.training.device import amp_dtype_for, peak_memory_mib, resolve_device
@@ -89,10 +89,21 @@ def candidate_config(
 
 
 def _last_checkpoint(work_dir: Path) -> str | None:
-    """The checkpoint mmengine saved last in work_dir (None when it saved none)."""
-    if not (work_dir / "last_checkpoint").is_file():
+    """The checkpoint mmengine saved last in work_dir (None when it saved none).
+
+    mmengine records it by absolute path; when the work dir was moved (a copied experiment store) that
+    path is stale, so it is re-pointed at the file of the same name in work_dir.
+    """
+    marker = work_dir / "last_checkpoint"
+    if not marker.is_file():
         return None
-    return find_latest_checkpoint(str(work_dir))
+    recorded = find_latest_checkpoint(str(work_dir))
+    if recorded and not Path(recorded).is_file() and (work_dir / Path(recorded).name).is_file():
+        atomic_write_text(marker, str(work_dir / Path(recorded).name))
+        recorded = find_latest_checkpoint(str(work_dir))
+    if recorded and not Path(recorded).is_file():
+        return None
+    return recorded
 
 
 def _check_same_candidate(work_dir: Path, run_info: dict[str, Any]) -> None:
@@ -170,6 +181,14 @@ def train_candidate(
     runner.register_hook(monitor)
     try:
         runner.train()
+        if (
+            runner.epoch > 0
+            and runner.val_loop is not None
+            and runner.epoch not in {h["epoch"] for h in monitor.history}
+        ):
+            # a resumed run whose last epoch was checkpointed but never validated (killed in between):
+            # train() has nothing left to do, so validate that checkpoint now and report it
+            runner.val_loop.run()
     finally:
         close_logs(runner)
     result = TrainResult(
