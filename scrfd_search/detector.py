@@ -12,6 +12,7 @@ from typing import Any
 
 from scrfd_search.data.pipelines import CUSTOM_IMPORTS, LARGE_CROPS, dataset_config
 from scrfd_search.errors import UserError
+from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec
 
 LAYOUTS = ("wider", "retinaface")
@@ -20,7 +21,8 @@ PIXEL_MEAN = [127.5, 127.5, 127.5]
 PIXEL_STD = [128.0, 128.0, 128.0]
 SIZE_DIVISOR = 32  # the deepest backbone stride
 # Reference recipe (insightface SCRFD configs): 640 epochs, lr steps at epochs 440 and 544, lr 0.01
-# for 8 images x 4 GPUs, linear warm-up over 1500 iterations from 0.001 x lr.
+# for 8 images x 4 GPUs, linear warm-up over 1500 iterations from 0.001 x lr (the optimiser's own
+# numbers: scrfd_search.recipe.OPTIMIZERS).
 REFERENCE_EPOCHS = 640
 REFERENCE_STEPS = (440, 544)
 REFERENCE_BATCH = 32
@@ -93,14 +95,14 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class Schedule:
-    """The optimisation recipe: SGD with linear warm-up and two lr steps at 440/640 and 544/640.
+    """The optimisation schedule: the recipe's optimiser, linear warm-up, two lr steps at 440/640 and 544/640.
 
-    `lr` is the learning rate for a total batch of `base_batch_size` images; mmengine scales it
-    linearly to the real batch (set base_batch_size to None to use lr as given).
+    `recipe.lr` is the learning rate for a total batch of `base_batch_size` images; mmengine scales it
+    linearly to the real batch (set base_batch_size to None to use it as given).
     """
 
     epochs: int
-    lr: float = 0.01
+    recipe: Recipe = Recipe()
     base_batch_size: int | None = REFERENCE_BATCH
     warmup_iters: int = 1500
     warmup_ratio: float = 0.001
@@ -111,27 +113,32 @@ class Schedule:
     def __post_init__(self) -> None:
         """Validate the numbers."""
         _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs: expected >= 1, got {self.epochs!r}")
-        _require(self.lr > 0, f"lr: expected a positive learning rate, got {self.lr!r}")
+        _require(isinstance(self.recipe, Recipe), f"recipe: expected a Recipe, got {self.recipe!r}")
         _require(self.warmup_iters >= 0, f"warmup_iters: expected >= 0, got {self.warmup_iters!r}")
         _require(0 < self.warmup_ratio <= 1, f"warmup_ratio: expected in (0, 1], got {self.warmup_ratio!r}")
         for name in ("val_interval", "checkpoint_interval"):
             value = getattr(self, name)
             _require(value is None or value >= 1, f"{name}: expected >= 1 or nothing, got {value!r}")
 
+    @property
+    def lr(self) -> float:
+        """The recipe's learning rate (for base_batch_size images)."""
+        return float(self.recipe.lr)  # type: ignore[arg-type]
+
     @classmethod
-    def full(cls, lr: float = 0.01) -> Schedule:
+    def full(cls, recipe: Recipe | None = None) -> Schedule:
         """The reference's full schedule: 640 epochs, validation and checkpoints every 80."""
         return cls(
             epochs=REFERENCE_EPOCHS,
-            lr=lr,
+            recipe=recipe or Recipe(),
             val_interval=REFERENCE_EVAL_INTERVAL,
             checkpoint_interval=REFERENCE_EVAL_INTERVAL,
         )
 
     @classmethod
-    def search(cls, epochs: int = 80, lr: float = 0.01, val_interval: int | None = None) -> Schedule:
+    def search(cls, epochs: int = 80, recipe: Recipe | None = None, val_interval: int | None = None) -> Schedule:
         """The same recipe shortened to `epochs` (lr steps at the same fractions); validate at the end."""
-        return cls(epochs=epochs, lr=lr, val_interval=val_interval)
+        return cls(epochs=epochs, recipe=recipe or Recipe(), val_interval=val_interval)
 
     @property
     def milestones(self) -> tuple[int, int]:
@@ -320,11 +327,7 @@ def _schedule(schedule: Schedule) -> dict:
         )
     )
     return dict(
-        optim_wrapper=dict(
-            type="OptimWrapper",
-            optimizer=dict(type="SGD", lr=schedule.lr, momentum=0.9, weight_decay=5e-4),
-            clip_grad=dict(max_norm=GRAD_CLIP_NORM, norm_type=2),
-        ),
+        optim_wrapper=schedule.recipe.optim_wrapper(GRAD_CLIP_NORM),
         auto_scale_lr=dict(enable=schedule.base_batch_size is not None, base_batch_size=schedule.base_batch_size or 1),
         param_scheduler=schedulers,
         train_cfg=dict(
@@ -342,7 +345,12 @@ def _runtime(schedule: Schedule, seed: int, device: str) -> dict:
     return dict(
         default_scope="mmdet",
         custom_imports=dict(
-            imports=["scrfd_search.models", *CUSTOM_IMPORTS, "scrfd_search.evaluation.metric"],
+            imports=[
+                "scrfd_search.models",
+                *CUSTOM_IMPORTS,
+                "scrfd_search.evaluation.metric",
+                *schedule.recipe.config_imports,
+            ],
             allow_failed_imports=False,
         ),
         default_hooks=dict(

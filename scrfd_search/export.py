@@ -27,12 +27,15 @@ from typing import Any
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import FlopsReport
 from scrfd_search.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from scrfd_search.recipe import OPTIMIZERS, Recipe
 from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
 from scrfd_search.space.arch import ArchSpec
 
 WIDERFACE_DATA_ROOT = "data/widerface"
 GT_SUBDIR = "wider_face_split"  # where wider_face_val.mat and wider_{easy,medium,hard}_val.mat live
-LARGE_MODEL_GFLOPS = 20.0  # the reference trains its 34GF model with lr 0.02, the smaller ones with 0.01
+LARGE_MODEL_GFLOPS = 20.0  # the reference trains its 34GF model with twice the lr of the smaller ones
+LARGE_MODEL_LR_FACTOR = 2.0
+RECIPE_FIELDS = ("optimizer", "lr", "weight_decay", "momentum")
 ONNX_OPSET = 17  # supported by the TorchScript exporter of torch 2.13 and by current runtimes
 ONNX_CHECK_SIZES = ((640, 640), (480, 640))  # (H, W) the export is verified at against PyTorch
 ONNX_TOLERANCE = 1e-4
@@ -52,6 +55,7 @@ class ExportItem:
     flops_source: str
     metrics: dict[str, Any] | None = None
     checkpoint: Path | None = None
+    recipe: dict[str, Any] | None = None  # what the trial trained with (None where nobody chose: defaults)
 
 
 def safe_name(text: str) -> str:
@@ -90,8 +94,21 @@ def search_metrics(trial: TrialRecord, rank: int, name: str, settings: dict[str,
         "medium": trial.medium,
         "hard": trial.hard,
         "epochs": trial.epochs_run,
+        "search_recipe": trial.recipe or settings.get("recipe"),
         "ranked_by": "hard AP on the WIDER FACE validation set",
     }
+
+
+def trial_recipe(trial: TrialRecord, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """What a trial chose of its recipe: all of it when the search sampled one, else the launch's choices.
+
+    A launch's --lr is left out: it sets short search runs (often compensating a small batch), not the
+    full schedule, which takes the optimiser's default for the model's size instead.
+    """
+    if trial.recipe is not None:
+        return dict(trial.recipe)
+    chosen = {k: settings.get(k) for k in ("optimizer", "weight_decay", "momentum") if settings.get(k) is not None}
+    return chosen or None
 
 
 def items_from_experiment(
@@ -117,6 +134,7 @@ def items_from_experiment(
                 flops_source=f"recorded by the search ({store.leaderboard_file})",
                 metrics=search_metrics(trial, rank, name, settings),
                 checkpoint=_resolve_checkpoint(trial, store.path) if need_checkpoints else None,
+                recipe=trial_recipe(trial, settings),
             )
         )
     return items
@@ -146,14 +164,36 @@ def widerface_data(data_root: str = WIDERFACE_DATA_ROOT) -> Any:
     return DataSettings(data_root=root, gt_dir=f"{root}/{GT_SUBDIR}", layout="wider", crop_choice=LARGE_CROPS)
 
 
-def full_config(item: ExportItem, data_root: str = WIDERFACE_DATA_ROOT) -> dict[str, Any]:
+def export_recipe(item: ExportItem, flags: dict[str, Any] | None = None) -> Recipe:
+    """The recipe an exported config trains with: the export's flags, else the trial's choices, else defaults.
+
+    A flag naming another optimiser than the trial's drops the trial's numbers (they belong to its
+    optimiser). Without a chosen lr, SGD-family optimisers take the reference's: twice the base lr above
+    LARGE_MODEL_GFLOPS (the reference's 34 GF model), the others their published one.
+    """
+    chosen = dict(item.recipe or {})
+    given = {k: v for k, v in (flags or {}).items() if k in RECIPE_FIELDS and v is not None}
+    if given.get("optimizer", chosen.get("optimizer")) != chosen.get("optimizer", "sgd"):
+        chosen = {}
+    chosen.update(given)
+    optimizer = chosen.get("optimizer", "sgd")
+    if "momentum" not in given and OPTIMIZERS.get(optimizer) and OPTIMIZERS[optimizer].momentum is None:
+        chosen.pop("momentum", None)
+    if chosen.get("lr") is None and item.flops.total_gflops > LARGE_MODEL_GFLOPS:
+        default = OPTIMIZERS.get(optimizer)
+        if default is not None and default.momentum is not None:
+            chosen["lr"] = LARGE_MODEL_LR_FACTOR * default.lr
+    return Recipe(**{k: chosen.get(k) for k in RECIPE_FIELDS if k != "optimizer"}, optimizer=optimizer)
+
+
+def full_config(
+    item: ExportItem, data_root: str = WIDERFACE_DATA_ROOT, recipe_flags: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The full-schedule training config dict for an item."""
     from scrfd_search.detector import Schedule, build_config
 
-    lr = 0.02 if item.flops.total_gflops > LARGE_MODEL_GFLOPS else 0.01
-    return build_config(
-        item.arch, data=widerface_data(data_root), schedule=Schedule.full(lr=lr), work_dir=f"work_dirs/{item.stem}"
-    )
+    schedule = Schedule.full(export_recipe(item, recipe_flags))
+    return build_config(item.arch, data=widerface_data(data_root), schedule=schedule, work_dir=f"work_dirs/{item.stem}")
 
 
 def config_text(cfg: dict[str, Any], header: str) -> str:
@@ -173,7 +213,7 @@ def check_config_file(path: Path, arch: ArchSpec) -> None:
         raise RuntimeError(f"{path}: the written config does not round-trip to its ArchSpec")
 
 
-def _header(item: ExportItem, data_root: str) -> str:
+def _header(item: ExportItem, data_root: str, recipe: Recipe) -> str:
     """The comment at the top of an exported config."""
     origin = (
         f"trial {item.metrics['trial_id']} of experiment {item.metrics['experiment']} "
@@ -185,7 +225,7 @@ def _header(item: ExportItem, data_root: str) -> str:
         f"SCRFD-style detector exported by scrfd-search from {origin}.\n"
         f"{item.flops.total_gflops:.3f} GFLOPs at {item.flops.input_shape[1]}x{item.flops.input_shape[0]}, "
         f"{item.flops.params_m:.3f} M parameters.\n"
-        f"Full schedule (640 epochs), WIDER FACE at {data_root}; train with:\n"
+        f"Full schedule (640 epochs), WIDER FACE at {data_root}, optimizer {recipe.describe()}; train with:\n"
         f"  python tools/train.py {item.stem}.py --work-dir work_dirs/{item.stem}"
     )
 
@@ -350,10 +390,14 @@ def _relative(item: ExportItem, file_name: str) -> str:
     return f"{item.folder}/{file_name}" if item.folder else file_name
 
 
-def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) -> dict[str, Any]:
+def write_item(
+    item: ExportItem, folder: Path, data_root: str, with_onnx: bool, recipe_flags: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Every file of one exported model into folder; its entry for export.json."""
     config_path = folder / f"{item.stem}.py"
-    atomic_write_text(config_path, config_text(full_config(item, data_root), _header(item, data_root)))
+    recipe = export_recipe(item, recipe_flags)
+    cfg = full_config(item, data_root, recipe_flags)
+    atomic_write_text(config_path, config_text(cfg, _header(item, data_root, recipe)))
     check_config_file(config_path, item.arch)
     atomic_write_text(folder / f"{item.stem}.json", item.arch.to_json())
     atomic_write_json(folder / "flops.json", flops_summary(item))
@@ -363,6 +407,7 @@ def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) 
         "arch": _relative(item, f"{item.stem}.json"),
         "total_gflops": item.flops.total_gflops,
         "params_m": item.flops.params_m,
+        "recipe": recipe.to_dict(),
     }
     if item.metrics is not None:
         atomic_write_json(folder / "metrics.json", item.metrics)
@@ -404,14 +449,20 @@ def write_export(
     with_onnx: bool = False,
     force: bool = False,
     source: dict[str, Any] | None = None,
+    recipe_flags: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write every item into out (built beside it, then renamed into place); the export.json contents."""
+    """Write every item into out (built beside it, then renamed into place); the export.json contents.
+
+    recipe_flags (optimizer, lr, weight_decay, momentum; None = not given) override each item's recipe.
+    """
     out = Path(out).expanduser().absolute()
     check_destination(out, force)
+    for item in items:  # a bad flag is one error before anything is written
+        export_recipe(item, recipe_flags)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
     try:
-        entries = [write_item(item, staging / item.folder, data_root, with_onnx) for item in items]
+        entries = [write_item(item, staging / item.folder, data_root, with_onnx, recipe_flags) for item in items]
         index = {"source": source or {}, "data_root": data_root, "onnx": with_onnx, "models": entries}
         atomic_write_json(staging / INDEX_FILE, index)
         staging.chmod(0o755)  # mkdtemp makes it private; an export is ordinary output
@@ -431,12 +482,15 @@ def export_experiment(
     data_root: str = WIDERFACE_DATA_ROOT,
     with_onnx: bool = False,
     force: bool = False,
+    recipe_flags: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Export an experiment's top trials (default out: results/NAME/export); the folder and export.json."""
     items = items_from_experiment(name, top, results_dir, need_checkpoints=with_onnx)
     dest = Path(out) if out is not None else store_path(name, results_dir) / "export"
     source = {"experiment": name, "top": top, "store": str(store_path(name, results_dir))}
-    return dest, write_export(items, dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source)
+    return dest, write_export(
+        items, dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source, recipe_flags=recipe_flags
+    )
 
 
 def export_arch(
@@ -446,9 +500,12 @@ def export_arch(
     data_root: str = WIDERFACE_DATA_ROOT,
     with_onnx: bool = False,
     force: bool = False,
+    recipe_flags: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Export one ArchSpec file (default out: export/<file stem>); the folder and export.json."""
     item = item_from_arch(arch_path)
     dest = Path(out) if out is not None else Path("export") / item.stem
     source = {"arch_file": str(arch_path)}
-    return dest, write_export([item], dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source)
+    return dest, write_export(
+        [item], dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source, recipe_flags=recipe_flags
+    )

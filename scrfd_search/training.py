@@ -417,7 +417,8 @@ def _check_same_candidate(work_dir: Path, run_info: dict[str, Any]) -> None:
     saved = json.loads(path.read_text())
     for key, value in run_info.items():
         if key in saved and saved[key] != value:
-            shown = "a different architecture" if key == "arch" else f"{key} {saved[key]} (now {value})"
+            named = {"arch": "a different architecture", "recipe": "a different optimizer recipe"}
+            shown = named.get(key, f"{key} {saved[key]} (now {value})")
             raise UserError(f"{path}: cannot resume, the work dir holds a run with {shown}; use another work dir")
 
 
@@ -443,7 +444,7 @@ def train_candidate(
     progress: ProgressSink | None = print_to_stderr,
     verbose: bool = False,
 ) -> TrainResult:
-    """Train arch with SCRFD's recipe, validating every schedule.val_interval epochs; write result.json.
+    """Train arch with schedule's recipe, validating every schedule.val_interval epochs; write result.json.
 
     on_validation(epoch, {'easy', 'medium', 'hard'}) runs after every validation (APs as fractions);
     raising StopTraining from it ends training cleanly (the result is written), any other exception
@@ -456,7 +457,12 @@ def train_candidate(
     check_data(data)
     work_dir = Path(work_dir).resolve()
     resume = resume and _last_checkpoint(work_dir) is not None
-    run_info = {"arch": arch.to_dict(), "epochs": schedule.epochs, "img_size": data.img_size}
+    run_info = {
+        "arch": arch.to_dict(),
+        "epochs": schedule.epochs,
+        "img_size": data.img_size,
+        "recipe": schedule.recipe.to_dict(),
+    }
     if resume:
         _check_same_candidate(work_dir, run_info)
     cfg = candidate_config(arch, data, schedule, work_dir, device=device, seed=seed, resume=resume)
@@ -479,6 +485,6 @@ def train_candidate(
         history=monitor.history,
         seconds=round(monitor.seconds, 3),
     )
-    extra = {"arch": arch.to_dict(), "device": device, "seed": seed}
+    extra = {"arch": arch.to_dict(), "recipe": schedule.recipe.to_dict(), "device": device, "seed": seed}
     atomic_write_json(work_dir / RESULT_FILE, {**result.to_dict(), **extra})
     return result

@@ -3,16 +3,20 @@
 DIR is the official WIDER FACE layout: WIDER_train/images/, WIDER_val/images/ and
 wider_face_split/wider_face_{train,val}_bbx_gt.txt (a `demo-data` folder has the same layout). The
 validation ground truth (wider_face_val.mat and wider_{easy,medium,hard}_val.mat) is read from --gt,
-by default DIR/wider_face_split/. Training uses SGD (momentum 0.9, weight decay 5e-4), a linear
-warm-up, tenfold lr drops at 440/640 and 544/640 of the epochs, and SCRFD's large-crop sample
-redistribution. mmengine's logs and checkpoints go to the work dir; one progress line per epoch goes
-to stderr; the final easy/medium/hard AP is printed and written to WORK_DIR/result.json.
+by default DIR/wider_face_split/. Training uses --optimizer (default SGD with the reference's
+momentum 0.9 and weight decay 5e-4; sgdp, adamw, adaboundw and sam take their published defaults for
+what is not given), a linear warm-up, tenfold lr drops at 440/640 and 544/640 of the epochs, and
+SCRFD's large-crop sample redistribution. mmengine's logs and checkpoints go to the work dir; one
+progress line per epoch goes to stderr; the final easy/medium/hard AP is printed and written to
+WORK_DIR/result.json.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from scrfd_search.commands.recipe_flags import add_recipe_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-train-images", type=int, metavar="N", help="train on the first N images only")
     parser.add_argument("--max-val-images", type=int, metavar="N", help="validate on the first N images only")
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=0.01,
-        help="learning rate for a total batch of 32 images, scaled linearly to --batch-size (default 0.01)",
-    )
+    add_recipe_arguments(parser)
     parser.add_argument(
         "--warmup-iters",
         type=int,
@@ -59,11 +58,13 @@ def _check_positive(name: str, value: int | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check every input, train, print the AP and the path of result.json."""
     from scrfd_search.detector import DataSettings, Schedule
+    from scrfd_search.recipe import Recipe
     from scrfd_search.space.arch import ArchSpec
     from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for
 
     arch_path = Path(args.arch)
     arch = ArchSpec.load(arch_path)
+    recipe = Recipe(args.optimizer or "sgd", args.lr, args.weight_decay, args.momentum)
     for name in ("--epochs", "--val-interval", "--max-train-images", "--max-val-images"):
         _check_positive(name, getattr(args, name.lstrip("-").replace("-", "_")))
     data_root = Path(args.data)
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     )
     check_data(data)
     warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
-    schedule = Schedule(epochs=args.epochs, lr=args.lr, warmup_iters=warmup, val_interval=args.val_interval)
+    schedule = Schedule(epochs=args.epochs, recipe=recipe, warmup_iters=warmup, val_interval=args.val_interval)
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
     result = train_candidate(
         arch, data, schedule, work_dir, device=args.device, seed=args.seed, resume=args.resume, verbose=args.verbose
@@ -87,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
         f"{subset} {'n/a' if value is None else f'{100 * value:.2f}'}"
         for subset, value in (("easy", result.easy), ("medium", result.medium), ("hard", result.hard))
     )
-    print(f"AP (%)  {aps}  (after {result.epochs_run} epochs, {result.seconds:.0f} s)")
+    print(f"AP (%)  {aps}  (after {result.epochs_run} epochs, {result.seconds:.0f} s; {recipe.describe()})")
     print(f"result: {work_dir / RESULT_FILE}")
     return 0

@@ -28,6 +28,7 @@ def record_from_config(trial_id: str, config: dict[str, Any], trials_root: str |
         arch=ArchSpec.from_dict(config["arch"], f"trial {trial_id} config"),
         flops=FlopsReport.from_dict(config["flops"]),
         extra=extra,
+        recipe=config.get("recipe"),
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.recipe import Recipe, RecipeSpace, draw_recipes
 from scrfd_search.search.checks import (
     check_address_reachable,
     check_data_root,
@@ -31,9 +32,11 @@ from scrfd_search.search.checks import (
     local_gpus,
 )
 from scrfd_search.search.constraint import ShareConstraint, constraint_from_store
+from scrfd_search.search.progress import recipe_text
 from scrfd_search.search.settings import CONSTRAINT_FILE, SearchSettings, asha_grace_period
 from scrfd_search.search.store import ExperimentStore, store_path
-from scrfd_search.space.search_space import SearchSpace
+from scrfd_search.space.arch import ArchSpec
+from scrfd_search.space.search_space import DEFAULT_INPUT_SHAPE, SearchSpace, load_recipe_section
 
 INTERRUPTED_EXIT = 130
 
@@ -43,13 +46,28 @@ class PreparedSearch:
     """Everything a search needs, validated before anything is written or any trial starts."""
 
     settings: SearchSettings
-    space: SearchSpace
+    space: SearchSpace | None  # None for a recipe-only search
     constraint: ShareConstraint | None
     candidates: list[Any] | None  # the sampler's Candidates (random searcher only)
+    recipe_space: RecipeSpace | None = None
+    recipe_from: str | None = None  # the step-1 search whose recipe settings a step-2 search inherited
+    arch: ArchSpec | None = None  # the fixed architecture of a recipe-only search
+    recipes: list[Recipe] | None = None  # one per candidate (random searcher with a recipe section)
+
+    @property
+    def base_recipe(self) -> Recipe:
+        """The recipe of every trial (no section), or what the section leaves to the launch flags."""
+        only = self.recipe_space.optimizers[0] if self.recipe_space and len(self.recipe_space.optimizers) == 1 else None
+        return self.settings.recipe(only)
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(H, W) at which FLOPs are counted."""
+        return self.space.input_shape if self.space is not None else DEFAULT_INPUT_SHAPE
 
 
 def prepare(settings: SearchSettings) -> PreparedSearch:
-    """Check the name, data, space, step-2 source and local resources (candidates are drawn later)."""
+    """Check the name, data, space (and recipe), step-2 source and local resources (candidates are drawn later)."""
     store = ExperimentStore(settings.path)
     if store.exists():
         raise UserError(
@@ -57,11 +75,60 @@ def prepare(settings: SearchSettings) -> PreparedSearch:
             f"(continue it with `scrfd-search resume {settings.name}` or pick another name)"
         )
     check_data_root(settings.data_root)
-    space = SearchSpace.load(settings.space_file)
-    constraint = step_constraint(settings, space)
+    if settings.recipe_only:
+        arch = ArchSpec.load(settings.arch_file)  # type: ignore[arg-type]
+        recipe_space = load_recipe_section(settings.space_file)
+        check_recipe_flags(settings, recipe_space, settings.space_file)
+        prepared = PreparedSearch(settings, None, None, None, recipe_space, None, arch)
+    else:
+        space = SearchSpace.load(settings.space_file)
+        constraint = step_constraint(settings, space)
+        settings, recipe_space, recipe_from = inherited_recipe(settings, space)
+        check_recipe_flags(settings, recipe_space, recipe_from or settings.space_file)
+        prepared = PreparedSearch(settings, space, constraint, None, recipe_space, recipe_from)
     if settings.address is not None:
         check_address_reachable(settings.address)
-    return PreparedSearch(with_resources_checked(settings), space, constraint, None)
+    return replace(prepared, settings=with_resources_checked(settings))
+
+
+RECIPE_FLAGS = (("optimizer", "--optimizer"), ("lr", "--lr"), ("weight_decay", "--weight-decay"))
+
+
+def inherited_recipe(
+    settings: SearchSettings, space: SearchSpace
+) -> tuple[SearchSettings, RecipeSpace | None, str | None]:
+    """A step-2 search without its own `recipe:` section takes step 1's section and recipe flags.
+
+    Flags given to this launch still win over step 1's; a section in this search's YAML replaces all of step 1's.
+    """
+    if space.recipe is not None or settings.from_experiment is None:
+        return settings, space.recipe, None
+    source = ExperimentStore(store_path(settings.from_experiment, settings.results_dir))
+    step1 = source.read_experiment()
+    section = step1.get("recipe_space")
+    recipe_space = RecipeSpace.from_dict(section, f"{source.experiment_file}: recipe_space") if section else None
+    flags = {k: step1.get(k) for k in ("optimizer", "lr", "weight_decay", "momentum")}
+    inherited = {k: v for k, v in flags.items() if v is not None and getattr(settings, k) is None}
+    if not inherited and recipe_space is None:
+        return settings, None, None
+    return replace(settings, **inherited), recipe_space, settings.from_experiment
+
+
+def check_recipe_flags(settings: SearchSettings, recipe_space: RecipeSpace | None, where: str) -> None:
+    """Refuse a launch flag that the `recipe:` section also sets (one of the two would be ignored)."""
+    if recipe_space is None:
+        return
+    searched = {"optimizer": True, "lr": bool(recipe_space.lr), "weight_decay": bool(recipe_space.weight_decay)}
+    for key, flag in RECIPE_FLAGS:
+        if getattr(settings, key) is None:
+            continue
+        if searched[key]:
+            raise UserError(f"{flag}: the recipe: section of {where} sets {key} (drop the flag or the key)")
+        if len(recipe_space.optimizers) > 1:
+            raise UserError(
+                f"{flag}: ambiguous with several optimizers in the recipe: section of {where} "
+                f"(give {key} there, per optimizer)"
+            )
 
 
 def step_constraint(settings: SearchSettings, space: SearchSpace) -> ShareConstraint | None:
@@ -114,17 +181,55 @@ def draw_candidates(
     return None
 
 
+def with_candidates(prepared: PreparedSearch, progress: Any) -> PreparedSearch:
+    """Draw what a search hands out before it starts: candidates (random searcher) and their recipes.
+
+    Recipes come from a random stream of their own (recipe.draw_recipes), so a search with a `recipe:`
+    section trains the same architectures as the same search without it. A recipe-only search repeats
+    its one architecture (FLOPs measured once by fvcore) with each recipe.
+    """
+    s = prepared.settings
+    if prepared.arch is not None:
+        from scrfd_search.flops.measure import measure_flops
+        from scrfd_search.space.sampler import Candidate
+
+        one = Candidate(prepared.arch, measure_flops(prepared.arch, prepared.input_shape))
+        candidates: list[Any] | None = [one] * s.trials if s.searcher == "random" else [one]
+    else:
+        candidates = draw_candidates(s, prepared.space, prepared.constraint, progress)  # type: ignore[arg-type]
+    recipes = None
+    if prepared.recipe_space is not None and s.searcher == "random":
+        recipes = draw_recipes(prepared.recipe_space, s.trials, s.seed, prepared.base_recipe)
+    return replace(prepared, candidates=candidates, recipes=recipes)
+
+
 def experiment_record(prepared: PreparedSearch) -> dict[str, Any]:
-    """What experiment.json holds: the settings plus the space, budget, constraint and where things lie."""
+    """What experiment.json holds: the settings plus the space, budget, constraint, recipe and where things lie."""
     s, space = prepared.settings, prepared.space
+    recipe = {
+        "recipe": prepared.base_recipe.to_dict(),
+        "recipe_space": prepared.recipe_space.to_dict() if prepared.recipe_space else None,
+        "recipe_from": prepared.recipe_from,
+    }
+    if space is None:  # recipe-only
+        arch = {"arch": prepared.arch.to_dict() if prepared.arch else None, "input_shape": list(prepared.input_shape)}
+        return {**s.to_dict(), **recipe, **arch, "step": None, "space": None, "constraint": None, **_where(s)}
     return {
         **s.to_dict(),
+        **recipe,
         "step": space.step,
         "space": space.to_dict(),
         "budget_gflops": space.budget_gflops,
         "tolerance": space.tolerance,
         "input_shape": list(space.input_shape),
         "constraint": prepared.constraint.to_dict() if prepared.constraint else None,
+        **_where(s),
+    }
+
+
+def _where(s: SearchSettings) -> dict[str, Any]:
+    """Where the Ray experiment and the Optuna study lie, and when the search was created."""
+    return {
         "ray_experiment": str(s.ray_experiment),
         "optuna_storage": s.optuna_url if s.searcher == "optuna" else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -190,7 +295,7 @@ def build_trainable(settings: SearchSettings) -> Any:
         img_size=settings.img_size,
         batch_size=settings.batch_size,
         epochs=settings.epochs,
-        lr=settings.lr,
+        recipe=settings.recipe().to_dict(),  # trials of a search with a `recipe:` section carry their own
         val_interval=settings.validation_every,
         seed=settings.seed,
         trials_root=str(settings.trials_root),
@@ -211,11 +316,25 @@ def build_searcher(prepared: PreparedSearch) -> Any:
     """
     from ray.tune.search import ConcurrencyLimiter
 
-    from scrfd_search.search.searchers import BudgetedOptunaSearch, CandidateSearcher, candidate_configs
+    from scrfd_search.search.searchers import (
+        BudgetedOptunaSearch,
+        CandidateSearcher,
+        RecipeOptunaSearch,
+        candidate_configs,
+    )
 
     s = prepared.settings
     if s.searcher == "random":
-        searcher = CandidateSearcher(candidate_configs(prepared.candidates or []))
+        searcher = CandidateSearcher(candidate_configs(prepared.candidates or [], prepared.recipes))
+    elif prepared.space is None:  # recipe-only: TPE over the recipe of one architecture
+        searcher = RecipeOptunaSearch(
+            prepared.recipe_space,  # type: ignore[arg-type]
+            (prepared.candidates or [])[0],
+            base=prepared.base_recipe,
+            storage_url=s.optuna_url,
+            study_name=s.name,
+            seed=s.seed,
+        )
     else:
         searcher = BudgetedOptunaSearch(
             prepared.space,
@@ -223,6 +342,8 @@ def build_searcher(prepared: PreparedSearch) -> Any:
             study_name=s.name,
             seed=s.seed,
             constraint=prepared.constraint,
+            recipe_space=prepared.recipe_space,
+            base_recipe=prepared.base_recipe,
         )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or 1)
 
@@ -284,9 +405,7 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
     if prepared.settings.address is not None:  # join first: a wrong address fails before any sampling
         init_ray(prepared.settings.address)
         prepared = replace(prepared, settings=settings_for_cluster(prepared.settings))
-    progress = None if quiet else _sampling_progress
-    candidates = draw_candidates(prepared.settings, prepared.space, prepared.constraint, progress)
-    prepared = replace(prepared, candidates=candidates)
+    prepared = with_candidates(prepared, None if quiet else _sampling_progress)
     init_ray(prepared.settings.address)
     s = prepared.settings
     store = ExperimentStore(s.path)
@@ -299,6 +418,7 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
         f"search {s.name}: {s.trials} trials ({s.searcher}, {s.scheduler}), up to {s.max_concurrent} at once "
         f"with {s.cpus_per_trial:g} CPUs and {s.gpus_per_trial:g} GPUs each; results in {s.path}",
     )
+    _say(quiet, "recipe: " + recipe_text(experiment_record(prepared)))
     return _fit(build_tuner(prepared, quiet), s, store, quiet)
 
 

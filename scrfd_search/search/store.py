@@ -11,6 +11,7 @@ from typing import Any
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import FlopsReport
 from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec
 
 EXPERIMENT_FILE = "experiment.json"
@@ -34,6 +35,7 @@ class TrialRecord:
     error: str | None = None
     checkpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] | None = None  # optimizer, lr, weight_decay, momentum when the search sampled them
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form of the row."""
@@ -59,11 +61,17 @@ class TrialRecord:
             error=data.get("error"),
             checkpoint=data.get("checkpoint"),
             extra=dict(data.get("extra") or {}),
+            recipe=_recipe_of(data.get("recipe"), f"{source}: trial {data['trial_id']}"),
         )
 
     def updated(self, **changes: Any) -> TrialRecord:
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+def _recipe_of(data: Any, source: str) -> dict[str, Any] | None:
+    """A row's recipe, checked (None for rows of searches without a recipe section)."""
+    return None if data is None else Recipe.from_dict(data, f"{source}: recipe").to_dict()
 
 
 def store_path(name: str, results_dir: str | os.PathLike | None = None) -> Path:

@@ -26,7 +26,7 @@ class TrialSettings:
     img_size: int
     batch_size: int
     epochs: int
-    lr: float
+    recipe: dict[str, Any]  # the search's recipe (Recipe.to_dict), for trials whose config carries none
     val_interval: int
     seed: int
     trials_root: str
@@ -76,6 +76,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     from ray import tune
 
     from scrfd_search.detector import DataSettings, Schedule
+    from scrfd_search.recipe import Recipe
     from scrfd_search.space.arch import ArchSpec
     from scrfd_search.training import train_candidate, warmup_iters_for
 
@@ -85,6 +86,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     resume = _has_checkpoint(work_dir)
     append_event(work_dir, "start", resume=resume)
     arch = ArchSpec.from_dict(config["arch"], "trial config")
+    recipe = Recipe.from_dict(config.get("recipe") or settings.recipe, "trial config")
     reported: list[int] = []
 
     def on_validation(epoch: int, aps: dict[str, float]) -> None:
@@ -107,7 +109,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         data,
         Schedule(
             epochs=settings.epochs,
-            lr=settings.lr,
+            recipe=recipe,
             warmup_iters=warmup_iters_for(data, settings.epochs),
             val_interval=settings.val_interval,
         ),
