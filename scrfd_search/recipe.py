@@ -10,7 +10,7 @@ themselves come from torch and the `pytorch-optimizer` package and are registere
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -225,7 +225,7 @@ class RecipeSpace:
     lr: Ranges = ()
     weight_decay: Ranges = ()
     shared: tuple[str, ...] = ()  # the keys given as one range for every optimiser (shapes Optuna's names)
-    source: str = "<recipe>"
+    source: str = field(default="<recipe>", compare=False)
 
     def _range(self, which: str, optimizer: str) -> LogRange | None:
         """The lr or weight_decay range of an optimiser (None: not searched for it)."""
