@@ -244,6 +244,9 @@ def init_ray(address: str | None) -> None:
         return
     if address is None:
         ray.init(
+            # "local": a new Ray of our own even when another `ray start` head runs on this machine
+            # (without it ray.init joins that cluster, and refuses num_cpus/num_gpus)
+            address="local",
             num_cpus=local_cpus(),
             num_gpus=local_gpus(),
             include_dashboard=False,
