@@ -271,3 +271,28 @@ def test_export_cli_writes_the_recipe_into_a_loadable_config(tmp_path: Path) -> 
     assert cfg.optim_wrapper.optimizer.rho == 0.05 and "scrfd_search.optimizers" in cfg.custom_imports.imports
     assert json.loads((out / "export.json").read_text())["models"][0]["recipe"]["optimizer"] == "sam"
     assert "optimizer sam lr 0.02" in (out / "a.py").read_text().splitlines()[2]
+
+
+# ------------------------------------------------------------------ step 2 inherits step 1's recipe
+
+
+def test_step2_inherits_step1s_recipe_unless_its_yaml_has_one(tmp_path: Path) -> None:
+    from search_helpers import STEP2_SPACE
+
+    from scrfd_search.search.orchestrate import inherited_recipe
+    from scrfd_search.search.settings import SearchSettings
+
+    results = tmp_path / "results"
+    make_store(results, "s1", [], recipe_space=SECTION, optimizer=None, momentum=0.85, weight_decay=None, lr=None)
+    settings = SearchSettings("s2", str(results), str(STEP2_SPACE), "d", 2, 1, from_experiment="s1")
+    step2 = SearchSpace.load(STEP2_SPACE)
+    inherited, section, source = inherited_recipe(settings, step2)
+    assert section == RecipeSpace.from_dict(SECTION) and source == "s1" and inherited.momentum == 0.85
+    given = SearchSettings("s2", str(results), str(STEP2_SPACE), "d", 2, 1, from_experiment="s1", momentum=0.95)
+    assert inherited_recipe(given, step2)[0].momentum == 0.95  # a flag of this launch wins
+    own = {"optimizer": ["adamw"]}
+    data = yaml.safe_load(STEP2_SPACE.read_text())
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump({**data, "recipe": own}))
+    settings_own = SearchSettings("s2", str(results), str(tmp_path / "own.yaml"), "d", 2, 1, from_experiment="s1")
+    _, section, source = inherited_recipe(settings_own, SearchSpace.load(tmp_path / "own.yaml"))
+    assert section == RecipeSpace.from_dict(own) and source is None

@@ -339,7 +339,7 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
     return Drawn("pareto_hard_ap_gflops", fig, columns, rows)
 
 
-def trial_recipe(view: StoreView, trial: TrialRecord) -> dict[str, Any]:
+def recipe_of(view: StoreView, trial: TrialRecord) -> dict[str, Any]:
     """The recipe a trial trained with: its own (searched), else the experiment's (fixed)."""
     return trial.recipe or view.settings.get("recipe") or {}
 
@@ -350,7 +350,7 @@ def optimizer_figure(view: StoreView) -> Drawn:
     Drawn for searches with a `recipe:` section: the left panel answers "which optimizer", the right
     one "at which learning rate" (log scale), each trial coloured by its optimizer in both.
     """
-    recipes = [trial_recipe(view, t) for t in view.trials]
+    recipes = [recipe_of(view, t) for t in view.trials]
     names = sorted({r.get("optimizer", "?") for r in recipes}, key=lambda n: (OPTIMIZER_ORDER.get(n, 99), n))
     with style_context():
         fig = new_figure(PAGE_WIDTH_IN, 2.6)

@@ -12,6 +12,10 @@ architectures already tried are skipped. fvcore then confirms the FLOPs and the 
 (SQLite, results/NAME/optuna.db) gets exactly that point, enqueued, so it holds only trained
 trials (optuna-dashboard shows the search as it ran) and TPE learns from every one of them.
 Ray's OptunaSearch does the rest (a report per validation, completion, save/restore).
+
+With a `recipe:` section the recipe travels with the architecture: random trials get recipe i of
+recipe.draw_recipes (its own seeded stream), and TPE proposes optimizer, lr and weight decay in the
+same proposal as the architecture. A recipe-only search (RecipeOptunaSearch) asks TPE for recipes alone.
 """
 
 from __future__ import annotations
