@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from search_helpers import STEP1_SPACE, make_record, make_store
+from search_helpers import STEP1_SPACE, STEP2_SPACE, make_record, make_store
 
 from scrfd_search.cli import main
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
@@ -19,8 +19,11 @@ from scrfd_search.errors import UserError
 from scrfd_search.export import ExportItem, export_recipe
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.recipe import OPTIMIZER_NAMES, OPTIMIZERS, Recipe, RecipeSpace, draw_recipes
+from scrfd_search.search.orchestrate import inherited_recipe
 from scrfd_search.search.progress import status_text
 from scrfd_search.search.searchers import BudgetedOptunaSearch, RecipeOptunaSearch
+from scrfd_search.search.settings import SearchSettings
+from scrfd_search.space.published import PUBLISHED
 from scrfd_search.space.sampler import Candidate, sample_candidates
 from scrfd_search.space.search_space import SearchSpace, load_recipe_section
 
@@ -89,8 +92,6 @@ def test_mmengine_builds_every_recipe_from_its_config(name: str) -> None:
 
 
 def test_config_of_a_non_sgd_recipe_imports_the_registrations() -> None:
-    from scrfd_search.space.published import PUBLISHED
-
     data = DataSettings("d", "g")
     cfg = build_config(PUBLISHED["scrfd_500m"], data=data, schedule=Schedule.search(4, Recipe("sam")))
     assert "scrfd_search.optimizers" in cfg["custom_imports"]["imports"]
@@ -213,8 +214,6 @@ def test_optuna_suggests_architecture_and_recipe_jointly_seeded_and_stored(tmp_p
 
 
 def test_recipe_only_optuna_keeps_the_architecture(tmp_path: Path) -> None:
-    from scrfd_search.space.published import PUBLISHED
-
     arch = PUBLISHED["scrfd_500m"]
     section = RecipeSpace.from_dict(SECTION)
     searcher = RecipeOptunaSearch(section, Candidate(arch, count_flops(arch)), base=Recipe(),
@@ -244,8 +243,6 @@ def test_status_shows_each_trials_optimizer_and_lr(tmp_path: Path) -> None:
 
 
 def test_export_takes_the_trials_recipe_unless_a_flag_overrides(tmp_path: Path) -> None:
-    from scrfd_search.space.published import PUBLISHED
-
     arch = PUBLISHED["scrfd_34g"]
     trained = ExportItem("", "x", arch, count_flops(arch), "test", recipe=Recipe("adamw", lr=4e-4).to_dict())
     assert export_recipe(trained) == Recipe("adamw", lr=4e-4)
@@ -277,11 +274,6 @@ def test_export_cli_writes_the_recipe_into_a_loadable_config(tmp_path: Path) -> 
 
 
 def test_step2_inherits_step1s_recipe_unless_its_yaml_has_one(tmp_path: Path) -> None:
-    from search_helpers import STEP2_SPACE
-
-    from scrfd_search.search.orchestrate import inherited_recipe
-    from scrfd_search.search.settings import SearchSettings
-
     results = tmp_path / "results"
     make_store(results, "s1", [], recipe_space=SECTION, optimizer=None, momentum=0.85, weight_decay=None, lr=None)
     settings = SearchSettings("s2", str(results), str(STEP2_SPACE), "d", 2, 1, from_experiment="s1")

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from scrfd_search.commands.recipe_flags import add_recipe_arguments
+from scrfd_search.recipe import Recipe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +59,6 @@ def _check_positive(name: str, value: int | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check every input, train, print the AP and the path of result.json."""
     from scrfd_search.detector import DataSettings, Schedule
-    from scrfd_search.recipe import Recipe
     from scrfd_search.space.arch import ArchSpec
     from scrfd_search.training import RESULT_FILE, check_data, train_candidate, warmup_iters_for
 

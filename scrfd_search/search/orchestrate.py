@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError
+from scrfd_search.flops.measure import measure_flops
 from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.recipe import Recipe, RecipeSpace, draw_recipes
 from scrfd_search.search.checks import (
@@ -36,6 +37,7 @@ from scrfd_search.search.progress import recipe_text
 from scrfd_search.search.settings import CONSTRAINT_FILE, SearchSettings, asha_grace_period
 from scrfd_search.search.store import ExperimentStore, store_path
 from scrfd_search.space.arch import ArchSpec
+from scrfd_search.space.sampler import Candidate
 from scrfd_search.space.search_space import DEFAULT_INPUT_SHAPE, SearchSpace, load_recipe_section
 
 INTERRUPTED_EXIT = 130
@@ -190,9 +192,6 @@ def with_candidates(prepared: PreparedSearch, progress: Any) -> PreparedSearch:
     """
     s = prepared.settings
     if prepared.arch is not None:
-        from scrfd_search.flops.measure import measure_flops
-        from scrfd_search.space.sampler import Candidate
-
         one = Candidate(prepared.arch, measure_flops(prepared.arch, prepared.input_shape))
         candidates: list[Any] | None = [one] * s.trials if s.searcher == "random" else [one]
     else:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.io_utils import atomic_write_text
+from scrfd_search.recipe import Recipe
 
 EVENTS_FILE = "trial_events.jsonl"
 GT_DIR = "wider_face_split"  # where the four evaluation .mat files lie, beside the text annotations
@@ -76,7 +77,6 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     from ray import tune
 
     from scrfd_search.detector import DataSettings, Schedule
-    from scrfd_search.recipe import Recipe
     from scrfd_search.space.arch import ArchSpec
     from scrfd_search.training import train_candidate, warmup_iters_for
 
