@@ -174,15 +174,6 @@ class Recipe:
         return dict(type=info.wrapper, optimizer=optimizer, clip_grad=dict(max_norm=clip_norm, norm_type=2))
 
 
-def recipe_from_optim_wrapper(cfg: dict[str, Any]) -> Recipe | None:
-    """The Recipe an optim_wrapper config was written from, or None when it is not one of ours."""
-    optimizer = cfg.get("optimizer") or {}
-    for name, info in OPTIMIZERS.items():
-        if optimizer.get("type") == info.mm_type and cfg.get("type", "OptimWrapper") == info.wrapper:
-            return Recipe(name, optimizer.get("lr"), optimizer.get("weight_decay"), optimizer.get("momentum"))
-    return None
-
-
 # ------------------------------------------------------------------ the `recipe:` section of a search space
 
 
