@@ -42,7 +42,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train_recording(optimizer: str, data_root: Path, work: Path) -> tuple[list[float], list[bool], object]:
+def train_recording(
+    optimizer: str, data_root: Path, work: Path, rho: float | None = None
+) -> tuple[list[float], list[bool], object]:
     """Train TINY_ARCH 5 epochs with an optimizer through mmengine's Runner; losses, backbone calls, runner."""
     from mmengine.config import Config
     from mmengine.hooks import Hook
@@ -50,6 +52,8 @@ def train_recording(optimizer: str, data_root: Path, work: Path) -> tuple[list[f
     data = DataSettings(str(data_root), str(data_root / "wider_face_split"), img_size=64, batch_size=4, num_workers=0)
     schedule = Schedule(epochs=5, recipe=Recipe(optimizer), base_batch_size=None, warmup_iters=2)
     cfg = candidate_config(TINY_ARCH, data, schedule, work, device="cpu", seed=0, resume=False)
+    if rho is not None:
+        cfg["optim_wrapper"]["optimizer"]["rho"] = rho
     _import_custom_modules(cfg)
     runner = PinnedDeviceRunner.from_cfg(Config(cfg, format_python_code=False))
     losses: list[float] = []
@@ -82,6 +86,19 @@ def test_each_optimizer_lowers_the_loss_and_sam_runs_two_passes(optimizer: str, 
     assert Recipe(optimizer).info.mm_type in [c.__name__ for c in type(runner.optim_wrapper.optimizer).__mro__] + [
         "SAM"
     ]
+
+
+def test_sam_without_a_neighbourhood_is_sgd_step_for_step(demo: Path, tmp_path: Path) -> None:
+    """rho = 0: the second pass runs at the unperturbed weights, so SAM must reproduce SGD's losses exactly."""
+    import torch
+
+    torch.set_num_threads(1)
+    sgd, _, _ = train_recording("sgd", demo, tmp_path / "sgd")
+    sam, calls, _ = train_recording("sam", demo, tmp_path / "sam", rho=0.0)
+    assert sum(calls) == 2 * len(sam)
+    assert sam == pytest.approx(sgd, rel=1e-5)
+    perturbed, _, _ = train_recording("sam", demo, tmp_path / "sam05")
+    assert perturbed[0] == pytest.approx(sgd[0]) and perturbed[1:] != pytest.approx(sgd[1:], rel=1e-5)
 
 
 def cli(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
