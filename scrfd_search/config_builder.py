@@ -14,6 +14,7 @@ from typing import Any
 
 from scrfd_search.data.pipelines import CUSTOM_IMPORTS, GT_SUBDIR, LARGE_CROPS, dataset_config
 from scrfd_search.errors import UserError
+from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec
 
 LAYOUTS = ("wider", "retinaface")
@@ -21,7 +22,8 @@ PIXEL_MEAN = [127.5, 127.5, 127.5]
 PIXEL_STD = [128.0, 128.0, 128.0]
 SIZE_DIVISOR = 32  # the deepest backbone stride
 # Reference recipe (insightface SCRFD configs): 640 epochs, lr steps at epochs 440 and 544, lr 0.01
-# for 8 images x 4 GPUs, linear warm-up over 1500 iterations from 0.001 x lr.
+# for 8 images x 4 GPUs, linear warm-up over 1500 iterations from 0.001 x lr (the optimiser's own
+# numbers: scrfd_search.recipe.OPTIMIZERS).
 REFERENCE_EPOCHS = 640
 REFERENCE_STEPS = (440, 544)
 REFERENCE_BATCH = 32
@@ -104,14 +106,14 @@ def widerface_data(data_root: str) -> DataSettings:
 
 @dataclass(frozen=True)
 class Schedule:
-    """The optimisation recipe: SGD with linear warm-up and two lr steps at 440/640 and 544/640.
+    """The optimisation schedule: the recipe's optimiser, linear warm-up, two lr steps at 440/640 and 544/640.
 
-    `lr` is the learning rate for a total batch of `base_batch_size` images; mmengine scales it
-    linearly to the real batch (set base_batch_size to None to use lr as given).
+    `recipe.lr` is the learning rate for a total batch of `base_batch_size` images; mmengine scales it
+    linearly to the real batch (set base_batch_size to None to use it as given).
     """
 
     epochs: int
-    lr: float = 0.01
+    recipe: Recipe = Recipe()
     base_batch_size: int | None = REFERENCE_BATCH
     warmup_iters: int = 1500
     warmup_ratio: float = 0.001
@@ -122,28 +124,33 @@ class Schedule:
     def __post_init__(self) -> None:
         """Validate the numbers."""
         _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs: expected >= 1, got {self.epochs!r}")
-        _require(self.lr > 0, f"lr: expected a positive learning rate, got {self.lr!r}")
+        _require(isinstance(self.recipe, Recipe), f"recipe: expected a Recipe, got {self.recipe!r}")
         _require(self.warmup_iters >= 0, f"warmup_iters: expected >= 0, got {self.warmup_iters!r}")
         _require(0 < self.warmup_ratio <= 1, f"warmup_ratio: expected in (0, 1], got {self.warmup_ratio!r}")
         for name in ("val_interval", "checkpoint_interval"):
             value = getattr(self, name)
             _require(value is None or value >= 1, f"{name}: expected >= 1 or nothing, got {value!r}")
 
+    @property
+    def lr(self) -> float:
+        """The recipe's learning rate (for base_batch_size images)."""
+        return float(self.recipe.lr)  # type: ignore[arg-type]
+
     @classmethod
-    def full(cls, lr: float = 0.01) -> Schedule:
+    def full(cls, recipe: Recipe | None = None) -> Schedule:
         """The reference's full schedule: 640 epochs, validation and checkpoints every 80."""
         return cls(
             epochs=REFERENCE_EPOCHS,
-            lr=lr,
+            recipe=recipe or Recipe(),
             val_interval=REFERENCE_EVAL_INTERVAL,
             checkpoint_interval=REFERENCE_EVAL_INTERVAL,
         )
 
     @classmethod
-    def search(cls, epochs: int = 80, lr: float = 0.01, val_interval: int | None = None) -> Schedule:
-        """The search trials' recipe: shortened to `epochs` (lr steps at the same fractions), lr used as
-        given (the reference trains each candidate with 8 images at 0.01, unscaled); validate at the end."""
-        return cls(epochs=epochs, lr=lr, base_batch_size=None, val_interval=val_interval)
+    def search(cls, epochs: int = 80, recipe: Recipe | None = None, val_interval: int | None = None) -> Schedule:
+        """The search trials' schedule: shortened to `epochs` (lr steps at the same fractions), the lr used
+        as given (the reference trains each candidate with 8 images at 0.01, unscaled); validate at the end."""
+        return cls(epochs=epochs, recipe=recipe or Recipe(), base_batch_size=None, val_interval=val_interval)
 
     @property
     def milestones(self) -> tuple[int, int]:
@@ -340,19 +347,19 @@ def dataloader_config(data: DataSettings, device: str = "auto") -> dict:
 
 
 def _optim_wrapper(schedule: Schedule, amp_dtype: str | None) -> dict:
-    """SGD with gradient clipping; with amp_dtype, mmengine's AmpOptimWrapper (autocast + GradScaler).
+    """The recipe's optimiser with gradient clipping; with amp_dtype, mmengine's AmpOptimWrapper.
 
     float16 needs dynamic loss scaling (its range is small); bfloat16 has float32's range, so its
     scale stays fixed at 1 (the scaler then only skips steps with non-finite gradients).
     """
-    wrapper = dict(
-        type="OptimWrapper",
-        optimizer=dict(type="SGD", lr=schedule.lr, momentum=0.9, weight_decay=5e-4),
-        clip_grad=dict(max_norm=GRAD_CLIP_NORM, norm_type=2),
-    )
+    wrapper = schedule.recipe.optim_wrapper(GRAD_CLIP_NORM)
     if amp_dtype is None:
         return wrapper
     _require(amp_dtype in AMP_DTYPES, f"amp dtype: {amp_dtype!r} is not one of {', '.join(AMP_DTYPES)}")
+    _require(
+        wrapper["type"] == "OptimWrapper",
+        f"--amp: mixed precision does not combine with {schedule.recipe.optimizer}'s optimizer wrapper",
+    )
     return {
         **wrapper,
         "type": "AmpOptimWrapper",
@@ -403,7 +410,12 @@ def runtime_config(schedule: Schedule, seed: int = 0, device: str = "auto") -> d
     return dict(
         default_scope="mmdet",
         custom_imports=dict(
-            imports=["scrfd_search.models", *CUSTOM_IMPORTS, "scrfd_search.evaluation.metric"],
+            imports=[
+                "scrfd_search.models",
+                *CUSTOM_IMPORTS,
+                "scrfd_search.evaluation.metric",
+                *schedule.recipe.config_imports,
+            ],
             allow_failed_imports=False,
         ),
         default_hooks=dict(

@@ -15,6 +15,7 @@ import functools
 import json
 import tempfile
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from scrfd_search.config_builder import (
 )
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.io_utils import atomic_write_text
+from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec
 
 WIDERFACE_DATA_ROOT = "data/widerface/"
@@ -51,20 +53,28 @@ BASE_FILES: dict[str, str] = {
 DATASET_BASES = {"wider": "datasets/wider_face_scrfd.py", "retinaface": "datasets/retinaface_scrfd.py"}
 # Top-level variables of the dataset bases that a child may take and edit (`_base_.train_pipeline`).
 PIPELINE_VARIABLES = ("train_pipeline", "test_pipeline")
-LARGE_MODEL_GFLOPS = 20.0  # the reference trains its 34GF model at lr 0.02, the smaller ones at 0.01
+LARGE_MODEL_GFLOPS = 20.0  # the reference trains its 34GF model at twice the lr of the smaller ones
+LARGE_MODEL_LR_FACTOR = 2.0
+RECIPE_FIELDS = ("optimizer", "lr", "weight_decay", "momentum")
 MERGE_MARKERS = {"_delete_", "_scope_"}
 LINE_WIDTH = 100
 INDENT = "    "
 
 
-def reference_lr(arch: ArchSpec) -> float:
-    """The full schedule's learning rate for a total batch of 32, by model size as the reference sets it."""
-    return 0.02 if count_flops(arch).total_gflops > LARGE_MODEL_GFLOPS else 0.01
+def full_recipe(arch: ArchSpec, chosen: Mapping[str, Any] | None = None) -> Recipe:
+    """The full schedule's recipe: what was chosen (optimizer, lr, weight_decay, momentum), the rest the
+    optimizer's defaults. Without a chosen lr an SGD-family optimizer takes the reference's lr for a
+    model of arch's size: its base lr (0.01 for 32 images), twice that above LARGE_MODEL_GFLOPS."""
+    values = {k: v for k, v in (chosen or {}).items() if k in RECIPE_FIELDS and v is not None}
+    recipe = Recipe(**values)
+    if "lr" not in values and recipe.momentum is not None and count_flops(arch).total_gflops > LARGE_MODEL_GFLOPS:
+        recipe = replace(recipe, lr=LARGE_MODEL_LR_FACTOR * recipe.info.lr)
+    return recipe
 
 
-def full_schedule(arch: ArchSpec) -> Schedule:
-    """The reference's 640-epoch schedule at the learning rate it uses for a model of arch's size."""
-    return Schedule.full(lr=reference_lr(arch))
+def full_schedule(arch: ArchSpec, recipe: Recipe | None = None) -> Schedule:
+    """The reference's 640-epoch schedule with recipe (default: the reference's for a model of arch's size)."""
+    return Schedule.full(recipe or full_recipe(arch))
 
 
 def retinaface_data(data_root: str = RETINAFACE_DATA_ROOT) -> DataSettings:
@@ -73,9 +83,12 @@ def retinaface_data(data_root: str = RETINAFACE_DATA_ROOT) -> DataSettings:
     return DataSettings(data_root=root, gt_dir=f"{root}val/gt/", layout="retinaface", with_keypoints=True)
 
 
-def full_config(arch: ArchSpec, data_root: str = WIDERFACE_DATA_ROOT, work_dir: str | None = None) -> dict:
+def full_config(
+    arch: ArchSpec, data_root: str = WIDERFACE_DATA_ROOT, work_dir: str | None = None, recipe: Recipe | None = None
+) -> dict:
     """The full-schedule training config dict for arch on WIDER FACE at data_root."""
-    return build_config(arch, data=widerface_data(data_root), schedule=full_schedule(arch), work_dir=work_dir)
+    schedule = full_schedule(arch, recipe)
+    return build_config(arch, data=widerface_data(data_root), schedule=schedule, work_dir=work_dir)
 
 
 # ------------------------------------------------------------------ rendering Python config text
@@ -326,11 +339,15 @@ def check_child(path: Path, arch: ArchSpec, expected: Mapping[str, Any]) -> None
         raise RuntimeError(f"{path}: the written config differs from the intended one in {', '.join(missing)}")
 
 
+def write_config(path: Path, cfg: Mapping[str, Any], header: str, base_dir: str, layout: str = "wider") -> None:
+    """Write cfg as a child config over the bases of its data layout."""
+    atomic_write_text(path, child_text(cfg, header, base_dir, merged_bases(layout), layout))
+
+
 def write_child(
     path: Path, arch: ArchSpec, cfg: Mapping[str, Any], header: str, base_dir: str, layout: str = "wider"
 ) -> None:
-    """Write a child config (over the bases of its data layout) and its ArchSpec JSON beside it, then
-    check that the config reads back as cfg."""
-    atomic_write_text(path, child_text(cfg, header, base_dir, merged_bases(layout), layout))
+    """Write a child config of arch and its ArchSpec JSON beside it, then check the config reads back as cfg."""
+    write_config(path, cfg, header, base_dir, layout)
     atomic_write_text(path.with_suffix(".json"), arch.to_json())
     check_child(path, arch, cfg)

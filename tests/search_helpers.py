@@ -40,6 +40,9 @@ def make_record(trial_id: str, arch, space: SearchSpace, hard: float | None, sta
     )
 
 
+RECORD_RECIPE_FIELDS = ("recipe", "recipe_space", "recipe_from", "arch", "input_shape")
+
+
 def make_store(
     root: Path,
     name: str,
@@ -49,10 +52,11 @@ def make_store(
     trials: int | None = None,
     constraint: dict | None = None,
     from_experiment: str | None = None,
-    **launch_options: Any,
+    **options: Any,
 ) -> ExperimentStore:
     """An experiment folder with experiment.json and leaderboard.json as `launch` writes them
-    (launch_options: other SearchSettings fields, e.g. cpus_per_trial)."""
+    (options: other SearchSettings fields, e.g. cpus_per_trial, or the record's recipe fields)."""
+    recipe = {k: options.pop(k) for k in RECORD_RECIPE_FIELDS if k in options}
     space_file = STEP1_SPACE if step == 1 else STEP2_SPACE
     space = SearchSpace.load(space_file)
     settings = SearchSettings(
@@ -63,11 +67,13 @@ def make_store(
         trials=trials if trials is not None else len(rows),
         epochs=2,
         from_experiment=from_experiment,
-        **launch_options,
+        **options,
     )
     store = ExperimentStore(root / name)
     store.write_experiment(
-        ExperimentRecord.for_launch(settings, space.to_dict(), step, space.budget_gflops, space.tolerance, constraint)
+        ExperimentRecord.for_launch(
+            settings, space.to_dict(), step, space.budget_gflops, space.tolerance, constraint, **recipe
+        )
     )
     store.write_trials(rows)
     return store

@@ -26,6 +26,7 @@ from scrfd_search.config_writer import (
     render_value,
 )
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.space.published import PUBLISHED, RELEASED
 
@@ -136,7 +137,7 @@ def test_exported_configs_build_against_the_readme_layout(in_folder: Path) -> No
 
 def test_a_different_data_root_and_schedule_are_overrides_in_the_child() -> None:
     arch = PUBLISHED["scrfd_2.5g"]
-    full = build_config(arch, data=widerface_data("/datasets/wider"), schedule=Schedule.full(lr=0.04))
+    full = build_config(arch, data=widerface_data("/datasets/wider"), schedule=Schedule.full(Recipe(lr=0.04)))
     overrides = config_overrides(full, merged_bases())
     assert overrides["optim_wrapper"] == {"optimizer": {"lr": 0.04}}
     assert overrides["train_dataloader"]["dataset"]["data_root"] == "/datasets/wider/"

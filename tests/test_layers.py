@@ -17,9 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scrfd_search"
 # Lowest first; a module may import its own layer (without cycles) and the layers below.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "io_utils"),
-    ("space",),
+    ("space", "recipe"),
     ("flops",),
-    ("models", "data", "evaluation", "config_builder"),
+    ("models", "data", "evaluation", "config_builder", "optimizers"),
     ("config_writer", "training"),
     ("sampling", "search"),
     ("export", "plots", "doctor", "weights", "inference"),

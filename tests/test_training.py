@@ -14,6 +14,7 @@ from scrfd_search.cli import main
 from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
+from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.training.candidate import RESULT_FILE, train_candidate
 from scrfd_search.training.monitor import HISTORY_FILE, LossDivergedError, StopTraining
@@ -249,7 +250,7 @@ def test_same_seed_gives_the_same_run_on_cpu(tiny_data: Path, tmp_path: Path) ->
 
 def test_nan_loss_stops_training_with_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
-    schedule = Schedule(epochs=3, lr=1e12, base_batch_size=None, warmup_iters=0, val_interval=1)
+    schedule = Schedule(epochs=3, recipe=Recipe(lr=1e12), base_batch_size=None, warmup_iters=0, val_interval=1)
     with pytest.raises(LossDivergedError, match=r"loss became (NaN|infinite) at epoch \d+ iteration \d+"):
         train_candidate(TINY_ARCH, _settings(tiny_data), schedule, work, device="cpu", progress=None)
     assert not (work / RESULT_FILE).exists()
@@ -275,7 +276,7 @@ def test_training_clearly_beats_the_untrained_model_on_hard_ap(tmp_path: Path) -
     write_demo_dataset(root, DemoConfig(num_train=96, num_val=24, seed=0, min_width=192, max_width=256, min_face_px=20))
     data = _settings(root, img_size=192, batch_size=4)
     # 720 iterations; a warm-up of a tenth of them (a 12-iteration warm-up sometimes stalls the head).
-    schedule = Schedule(epochs=30, lr=0.01, base_batch_size=None, warmup_iters=72, val_interval=30)
+    schedule = Schedule(epochs=30, recipe=Recipe(lr=0.01), base_batch_size=None, warmup_iters=72, val_interval=30)
     start = time.perf_counter()
     result = train_candidate(
         SMALL_ARCH, data, schedule, tmp_path / "work", device="cpu", seed=0, validate_before_train=True

@@ -51,6 +51,8 @@ def load_config(args: argparse.Namespace):
 
     cfg = entry_point_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     if args.amp:
+        if cfg.optim_wrapper.type == "SAMOptimWrapper":
+            sys.exit("tools/train.py: error: --amp does not combine with SAM's two-pass SAMOptimWrapper; drop --amp")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
     if args.resume == "auto":

@@ -5,7 +5,9 @@ WIDER FACE (large-crop sample redistribution, WIDER FACE metric) that `tools/tra
 tools/train.py accept as is; the ArchSpec JSON; FLOPs and parameters by component; the search
 metrics it was chosen on. --onnx adds an ONNX model of backbone -> neck -> head with dynamic input
 size and raw per-stride outputs, from the trial's checkpoint when it saved one (else freshly
-initialised, and said so), checked against PyTorch in onnxruntime.
+initialised, and said so), checked against PyTorch in onnxruntime. The configs train with the
+optimizer recipe the trial trained with (its searched lr; otherwise the optimizer's default for the
+full schedule); --optimizer, --lr, --weight-decay and --momentum override it.
 Default output: results/NAME/export/; an earlier export there is replaced only with --force, and a
 non-empty folder that holds no export is never touched.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scrfd_search.commands.recipe_flags import add_recipe_arguments, recipe_flags
 from scrfd_search.errors import UserError
 
 
@@ -49,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where experiments live (default: $SCRFD_SEARCH_RESULTS or results)",
     )
     parser.add_argument("--force", action="store_true", help="replace an earlier export in the output folder")
+    add_recipe_arguments(parser, lr_note="; default for a trial: the lr its search chose")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             with_onnx=args.onnx,
             force=args.force,
             checkpoint=args.checkpoint,
+            recipe_flags=recipe_flags(args),
         )
     else:
         out, index = export_experiment(
@@ -77,10 +82,15 @@ def run(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             with_onnx=args.onnx,
             force=args.force,
+            recipe_flags=recipe_flags(args),
         )
     for entry in index["models"]:
         ap = f"  hard AP {entry['hard']:.4f}" if entry.get("hard") is not None else ""
-        print(f"{out / entry['config']}  {entry['total_gflops']:.3f} GFLOPs  {entry['params_m']:.3f} M{ap}")
+        recipe = entry["recipe"]
+        print(
+            f"{out / entry['config']}  {entry['total_gflops']:.3f} GFLOPs  {entry['params_m']:.3f} M{ap}  "
+            f"{recipe['optimizer']} lr {recipe['lr']:g}"
+        )
         if "onnx" in entry:
             origin = (
                 "freshly initialised weights (no checkpoint)" if entry["onnx_freshly_initialised"] else "checkpoint"

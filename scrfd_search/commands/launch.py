@@ -8,6 +8,11 @@ Each trial gets one architecture inside the GFLOPs budget of --space, trains it 
 with its study in results/NAME/optuna.db. --scheduler asha stops weak trials early on hard AP.
 A step-2 search (--space of step 2, --from STEP1_NAME) keeps only backbones whose stage shares of
 backbone FLOPs fall in the ranges derived from the best --top-k step-1 trials (bootstrap).
+The training recipe is --optimizer (sgd, sgdp, adamw, adaboundw, sam) with --lr, --weight-decay and
+--momentum, each defaulting to the optimizer's published value; a `recipe:` section in --space
+(optimizer choices, log-uniform lr and weight_decay ranges) is sampled with the architecture instead,
+seeded like it. A step-2 search without a section of its own inherits step 1's recipe (section and
+flags). --recipe-only --arch ARCH.json keeps one architecture and searches only the recipe section of --space.
 Everything lands in results/NAME/ (or --results-dir/NAME): experiment.json, leaderboard.json, the
 Ray experiment (ray/), the trials' work folders (trials/); see `status`, `resume`. Nothing starts
 before every check passed: the results dir is writable, both splits' annotations parse and every
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scrfd_search.commands.recipe_flags import add_recipe_arguments
 from scrfd_search.search.orchestrate import launch
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import store_path
@@ -40,12 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and training (default 0)")
     parser.add_argument("--img-size", type=int, default=640, help="training image size (default 640)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=0.01,
-        help="each trial's lr, used as given whatever the batch, as in the reference's search (default 0.01)",
-    )
+    add_recipe_arguments(parser, lr_note="; a recipe: section in --space may search it instead")
     parser.add_argument(
         "--val-interval", type=int, help="epochs between validations (default: ASHA's first rung, else the end)"
     )
@@ -55,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--amp", action="store_true", help="mixed-precision training on the GPUs (bf16 where supported, else fp16)"
     )
+    parser.add_argument(
+        "--recipe-only",
+        action="store_true",
+        help="keep the architecture of --arch and search only the recipe: section of --space",
+    )
+    parser.add_argument("--arch", type=Path, metavar="ARCH.json", help="the fixed architecture of --recipe-only")
     parser.add_argument("--quiet", action="store_true", help="print only errors and the final line")
 
 
@@ -74,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         img_size=args.img_size,
         batch_size=args.batch_size,
         lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
         val_interval=args.val_interval,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
@@ -82,5 +92,7 @@ def run(args: argparse.Namespace) -> int:
         from_experiment=args.from_experiment,
         top_k=args.top_k,
         amp=args.amp,
+        recipe_only=args.recipe_only,
+        arch_file=str(args.arch.resolve()) if args.arch is not None else None,
     )
     return launch(settings, quiet=args.quiet)

@@ -3,13 +3,15 @@
 DIR is the official WIDER FACE layout: WIDER_train/images/, WIDER_val/images/ and
 wider_face_split/wider_face_{train,val}_bbx_gt.txt (a `demo-data` folder has the same layout). The
 validation ground truth (wider_face_val.mat and wider_{easy,medium,hard}_val.mat) is read from --gt,
-by default DIR/wider_face_split/. Training uses SGD (momentum 0.9, weight decay 5e-4), a linear
-warm-up, tenfold lr drops at 440/640 and 544/640 of the epochs, and SCRFD's large-crop sample
-redistribution. mmengine's logs and checkpoints go to the work dir; one progress line per epoch goes
-to stderr; the final easy/medium/hard AP is printed and written to WORK_DIR/result.json, with the
-training throughput (images/s) and peak memory (GPU memory on a GPU, else the process's). On a GPU,
---amp trains with mixed precision (bfloat16 where the GPU supports it, else float16 with dynamic
-loss scaling), and cuDNN autotuning and pinned loader memory are on.
+by default DIR/wider_face_split/. Training uses --optimizer (default SGD with the reference's
+momentum 0.9 and weight decay 5e-4; sgdp, adamw, adaboundw and sam take their published defaults for
+what is not given), a linear warm-up, tenfold lr drops at 440/640 and 544/640 of the epochs, and
+SCRFD's large-crop sample redistribution. mmengine's logs and checkpoints go to the work dir; one
+progress line per epoch goes to stderr; the final easy/medium/hard AP is printed and written to
+WORK_DIR/result.json.
+On a GPU, --amp trains with mixed precision (bfloat16 where the GPU supports it, else float16 with
+dynamic loss scaling), and cuDNN autotuning and pinned loader memory are on; the result also gives the
+training throughput (images/s) and peak memory (GPU memory on a GPU, else the process's).
 
 Before anything starts the annotations are parsed and every listed image is decoded (an unreadable
 image is refused, named; see the README's data rule). A work dir holding a checkpoint of an unfinished
@@ -24,11 +26,13 @@ import argparse
 import shutil
 from pathlib import Path
 
+from scrfd_search.commands.recipe_flags import add_recipe_arguments
 from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.data.preflight import check_split
 from scrfd_search.errors import UserError, check_seed
 from scrfd_search.export.checkpoints import load_detector
 from scrfd_search.io_utils import check_writable
+from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.data_checks import check_data, warmup_iters_for
 
@@ -50,12 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-train-images", type=int, metavar="N", help="train on the first N images only")
     parser.add_argument("--max-val-images", type=int, metavar="N", help="validate on the first N images only")
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=0.01,
-        help="learning rate, used as given whatever the batch, as a search trial's (default 0.01)",
-    )
+    add_recipe_arguments(parser)
     parser.add_argument(
         "--warmup-iters",
         type=int,
@@ -115,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     arch_path = Path(args.arch)
     arch = ArchSpec.load(arch_path)
+    recipe = Recipe(args.optimizer or "sgd", args.lr, args.weight_decay, args.momentum)
     for name in ("--epochs", "--val-interval", "--max-train-images", "--max-val-images"):
         _check_positive(name, getattr(args, name.lstrip("-").replace("-", "_")))
     data_root = Path(args.data)
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
     # the same recipe as a search trial: the reference trains candidates at lr 0.01 for 8 images, unscaled
     schedule = Schedule(
-        epochs=args.epochs, lr=args.lr, base_batch_size=None, warmup_iters=warmup, val_interval=args.val_interval
+        epochs=args.epochs, recipe=recipe, base_batch_size=None, warmup_iters=warmup, val_interval=args.val_interval
     )
     created = not work_dir.exists()
     try:
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         f"{subset} {'n/a' if value is None else f'{100 * value:.2f}'}"
         for subset, value in (("easy", result.easy), ("medium", result.medium), ("hard", result.hard))
     )
-    print(f"AP (%)  {aps}  (after {result.epochs_run} epochs, {result.seconds:.0f} s)")
+    print(f"AP (%)  {aps}  (after {result.epochs_run} epochs, {result.seconds:.0f} s; {recipe.describe()})")
     rate = "n/a" if result.images_per_s is None else f"{result.images_per_s:.1f}"
     print(f"training: {rate} images/s, peak memory {result.peak_memory_mib:.0f} MiB")
     print(f"result: {work_dir / RESULT_FILE}")

@@ -27,6 +27,7 @@ class ExportItem:
     flops_source: str
     metrics: dict[str, Any] | None = None
     checkpoint: Path | None = None
+    recipe: dict[str, Any] | None = None  # what the trial trained with (None where nobody chose: defaults)
 
 
 def safe_name(text: str) -> str:
@@ -62,8 +63,22 @@ def search_metrics(trial: TrialRecord, rank: int, name: str, settings: Experimen
         "medium": trial.medium,
         "hard": trial.hard,
         "epochs": trial.epochs_run,
+        "search_recipe": trial.recipe or settings.recipe,
         "ranked_by": "hard AP on the WIDER FACE validation set",
     }
+
+
+def trial_recipe(trial: TrialRecord, settings: ExperimentRecord) -> dict[str, Any] | None:
+    """What a trial chose of its recipe: all of it when the search sampled one, else the launch's choices.
+
+    A launch's --lr is left out: it sets short search runs (often compensating a small batch), not the
+    full schedule, which takes the optimizer's default for the model's size instead.
+    """
+    if trial.recipe is not None:
+        return dict(trial.recipe)
+    launch = settings.settings
+    chosen = {k: getattr(launch, k, None) for k in ("optimizer", "weight_decay", "momentum")}
+    return {k: v for k, v in chosen.items() if v is not None} or None
 
 
 def items_from_experiment(
@@ -89,6 +104,7 @@ def items_from_experiment(
                 flops_source=f"recorded by the search ({store.leaderboard_file})",
                 metrics=search_metrics(trial, rank, name, settings),
                 checkpoint=_resolve_checkpoint(trial, store.path) if need_checkpoints else None,
+                recipe=trial_recipe(trial, settings),
             )
         )
     return items

@@ -20,17 +20,42 @@ import os
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.config_writer import WIDERFACE_DATA_ROOT, full_config, write_bases, write_child
+from scrfd_search.config_writer import (
+    RECIPE_FIELDS,
+    WIDERFACE_DATA_ROOT,
+    full_config,
+    full_recipe,
+    write_bases,
+    write_child,
+)
 from scrfd_search.errors import UserError
 from scrfd_search.export.onnx_file import write_onnx
 from scrfd_search.export.selection import ExportItem, item_from_arch, items_from_experiment
 from scrfd_search.io_utils import atomic_write_json, check_writable, staged_folder
+from scrfd_search.recipe import OPTIMIZERS, Recipe
 from scrfd_search.search.store import store_path
 
 INDEX_FILE = "export.json"
 
 
-def _header(item: ExportItem, data_root: str) -> str:
+def export_recipe(item: ExportItem, flags: dict[str, Any] | None = None) -> Recipe:
+    """The recipe an exported config trains with: the export's flags, else the trial's choices, else defaults.
+
+    A flag naming another optimizer than the trial's drops the trial's numbers (they belong to its
+    optimizer); what stays unchosen follows config_writer.full_recipe (the reference's lr by model size).
+    """
+    chosen = dict(item.recipe or {})
+    given = {k: v for k, v in (flags or {}).items() if k in RECIPE_FIELDS and v is not None}
+    if given.get("optimizer", chosen.get("optimizer")) != chosen.get("optimizer", "sgd"):
+        chosen = {}
+    chosen.update(given)
+    optimizer = chosen.get("optimizer", "sgd")
+    if "momentum" not in given and optimizer in OPTIMIZERS and OPTIMIZERS[optimizer].momentum is None:
+        chosen.pop("momentum", None)
+    return full_recipe(item.arch, chosen)
+
+
+def _header(item: ExportItem, data_root: str, recipe: Recipe) -> str:
     """The comment at the top of an exported config."""
     origin = (
         f"trial {item.metrics['trial_id']} of experiment {item.metrics['experiment']} "
@@ -42,7 +67,7 @@ def _header(item: ExportItem, data_root: str) -> str:
         f"SCRFD-style detector exported by scrfd-search from {origin}.\n"
         f"{item.flops.total_gflops:.3f} GFLOPs at {item.flops.input_shape[1]}x{item.flops.input_shape[0]}, "
         f"{item.flops.params_m:.3f} M parameters.\n"
-        f"Full schedule (640 epochs), WIDER FACE at {data_root}; train with:\n"
+        f"Full schedule (640 epochs), WIDER FACE at {data_root}, optimizer {recipe.describe()}; train with:\n"
         f"  python tools/train.py {item.stem}.py --work-dir work_dirs/{item.stem}"
     )
 
@@ -62,11 +87,14 @@ def _relative(item: ExportItem, file_name: str) -> str:
     return f"{item.folder}/{file_name}" if item.folder else file_name
 
 
-def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) -> dict[str, Any]:
+def write_item(
+    item: ExportItem, folder: Path, data_root: str, with_onnx: bool, recipe_flags: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Every file of one exported model into folder (its config over the export's _base_/); its export.json entry."""
-    cfg = full_config(item.arch, data_root, work_dir=f"work_dirs/{item.stem}")
+    recipe = export_recipe(item, recipe_flags)
+    cfg = full_config(item.arch, data_root, work_dir=f"work_dirs/{item.stem}", recipe=recipe)
     base_dir = "../_base_" if item.folder else "_base_"
-    write_child(folder / f"{item.stem}.py", item.arch, cfg, _header(item, data_root), base_dir)
+    write_child(folder / f"{item.stem}.py", item.arch, cfg, _header(item, data_root, recipe), base_dir)
     atomic_write_json(folder / "flops.json", flops_summary(item))
     entry: dict[str, Any] = {
         "folder": item.folder or ".",
@@ -74,6 +102,7 @@ def write_item(item: ExportItem, folder: Path, data_root: str, with_onnx: bool) 
         "arch": _relative(item, f"{item.stem}.json"),
         "total_gflops": item.flops.total_gflops,
         "params_m": item.flops.params_m,
+        "recipe": recipe.to_dict(),
     }
     if item.metrics is not None:
         atomic_write_json(folder / "metrics.json", item.metrics)
@@ -104,14 +133,20 @@ def write_export(
     with_onnx: bool = False,
     force: bool = False,
     source: dict[str, Any] | None = None,
+    recipe_flags: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write every item into out (built beside it, then renamed into place); the export.json contents."""
+    """Write every item into out (built beside it, then renamed into place); the export.json contents.
+
+    recipe_flags (optimizer, lr, weight_decay, momentum; None = not given) override each item's recipe.
+    """
     out = Path(out).expanduser().absolute()
     check_destination(out, force)
     check_writable(out.parent, "--out")
+    for item in items:  # a bad flag is one error before anything is written
+        export_recipe(item, recipe_flags)
     with staged_folder(out) as staging:
         write_bases(staging)
-        entries = [write_item(item, staging / item.folder, data_root, with_onnx) for item in items]
+        entries = [write_item(item, staging / item.folder, data_root, with_onnx, recipe_flags) for item in items]
         index = {"source": source or {}, "data_root": data_root, "onnx": with_onnx, "models": entries}
         atomic_write_json(staging / INDEX_FILE, index)
     return index
@@ -126,12 +161,15 @@ def export_experiment(
     data_root: str = WIDERFACE_DATA_ROOT,
     with_onnx: bool = False,
     force: bool = False,
+    recipe_flags: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Export an experiment's top trials (default out: results/NAME/export); the folder and export.json."""
     items = items_from_experiment(name, top, results_dir, need_checkpoints=with_onnx)
     dest = Path(out) if out is not None else store_path(name, results_dir) / "export"
     source = {"experiment": name, "top": top, "store": str(store_path(name, results_dir))}
-    return dest, write_export(items, dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source)
+    return dest, write_export(
+        items, dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source, recipe_flags=recipe_flags
+    )
 
 
 def export_arch(
@@ -142,9 +180,12 @@ def export_arch(
     with_onnx: bool = False,
     force: bool = False,
     checkpoint: str | os.PathLike | None = None,
+    recipe_flags: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Export one ArchSpec file (default out: export/<file stem>); the folder and export.json."""
     item = item_from_arch(arch_path, checkpoint)
     dest = Path(out) if out is not None else Path("export") / item.stem
     source = {"arch_file": str(arch_path)}
-    return dest, write_export([item], dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source)
+    return dest, write_export(
+        [item], dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source, recipe_flags=recipe_flags
+    )

@@ -20,6 +20,8 @@ COMPONENT_MODULES: dict[str, str] = {
     "neck": "neck",
     "head": "bbox_head",
 }
+# mmdet's own ResNet (configs/baselines/) has no `stem` module: its stem is conv1 + bn1 (and a pooling).
+STEM_ALIASES = ("backbone.conv1", "backbone.bn1")
 
 
 def _dense_forward(detector: Any) -> nn.Module:
@@ -51,6 +53,8 @@ def component_of(name: str) -> str | None:
     for component, prefix in COMPONENT_MODULES.items():
         if name == prefix or name.startswith(prefix + "."):
             return component
+    if any(name == a or name.startswith(a + ".") for a in STEM_ALIASES):
+        return "stem"
     return None
 
 
@@ -76,6 +80,7 @@ def _flops_by_component(model: nn.Module, input_shape: tuple[int, int]) -> dict[
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     by_module = analysis.by_module()
     flops = {c: int(by_module.get(prefix, 0)) for c, prefix in COMPONENT_MODULES.items()}
+    flops["stem"] += sum(int(by_module.get(alias, 0)) for alias in STEM_ALIASES)
     total = int(analysis.total())
     if sum(flops.values()) != total:
         stray = {

@@ -18,6 +18,7 @@ from scrfd_search.plots.figures import (
     budget_distribution_figure,
     detector_share_figure,
     edf_figure,
+    optimizer_figure,
     pareto_figure,
     shallow_share_figure,
 )
@@ -49,11 +50,14 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def draw_all(views: Sequence[StoreView]) -> list[Drawn]:
-    """Every figure for these experiments: three per experiment with trials, then the cross-experiment ones."""
+    """Every figure for these experiments: three per experiment with trials (a fourth, hard AP by optimizer,
+    where the search sampled a recipe), then the cross-experiment ones."""
     drawn: list[Drawn] = []
     for view in views:
         if view.trials:
             drawn += [backbone_share_figure(view), shallow_share_figure(view), detector_share_figure(view)]
+            if view.settings.recipe_space:
+                drawn.append(optimizer_figure(view))
     drawn += [edf_figure(views), budget_distribution_figure(views), pareto_figure(views)]
     return drawn
 

@@ -42,15 +42,24 @@ class StoreView:
         return self.settings.searcher or None
 
     @property
+    def recipe_only(self) -> bool:
+        """Whether the search kept one architecture and searched only its recipe."""
+        return bool(self.settings.settings and self.settings.settings.recipe_only)
+
+    @property
     def label(self) -> str:
         """Short name for legends: budget, step, searcher and experiment name."""
         searcher = f", {self.searcher}" if self.searcher else ""
+        if self.recipe_only:
+            return f"recipe only{searcher} ({self.name})"
         return f"{budget_text(self.budget_gflops)}, step {self.step or '?'}{searcher} ({self.name})"
 
     @property
     def title(self) -> str:
         """Figure title: experiment name, budget, step and searcher."""
         searcher = f" ({self.searcher})" if self.searcher else ""
+        if self.recipe_only:
+            return f"{self.name}: recipe only{searcher}"
         return f"{self.name}: {budget_text(self.budget_gflops)} budget, step {self.step or '?'}{searcher}"
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,10 +38,12 @@ from scrfd_search.plots.style import (
     store_marker,
     style_context,
 )
+from scrfd_search.recipe import OPTIMIZER_NAMES
 from scrfd_search.search.store import TrialRecord, ranked
 from scrfd_search.space.published import PUBLISHED_GFLOPS, PUBLISHED_HARD_AP
 
 AP_LABEL = "hard AP (%)"
+OPTIMIZER_ORDER = {name: i for i, name in enumerate(OPTIMIZER_NAMES)}
 SEGMENT_LABEL_MIN = 7.0  # % of a bar: smaller segments are not labelled inside
 # Published models are drawn when their GFLOPs lie within this factor of the searched range, so that
 # a 0.5 GF search is not squeezed into a corner by the 34 GF model.
@@ -368,3 +371,46 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
         for name, g, ap in published
     ]
     return Drawn("pareto_hard_ap_gflops", fig, columns, rows)
+
+
+def recipe_of(view: StoreView, trial: TrialRecord) -> dict[str, Any]:
+    """The recipe a trial trained with: its own (searched), else the experiment's (fixed)."""
+    return trial.recipe or view.settings.recipe or {}
+
+
+def optimizer_figure(view: StoreView) -> Drawn:
+    """Hard AP by optimizer (one column of trials per optimizer, its median marked) and against lr.
+
+    Drawn for searches with a `recipe:` section: the left panel answers "which optimizer", the right
+    one "at which learning rate" (log scale), each trial coloured by its optimizer in both.
+    """
+    recipes = [recipe_of(view, t) for t in view.trials]
+    names = sorted({r.get("optimizer", "?") for r in recipes}, key=lambda n: (OPTIMIZER_ORDER.get(n, 99), n))
+    with style_context():
+        fig = new_figure(PAGE_WIDTH_IN, 2.6)
+        ax_opt, ax_lr = fig.subplots(1, 2, sharey=True, width_ratios=[1, 1.4])
+        for i, name in enumerate(names):
+            aps = [pct(t.hard) for t, r in zip(view.trials, recipes, strict=True) if r.get("optimizer") == name]
+            lrs = [r["lr"] for r in recipes if r.get("optimizer") == name]
+            # spread the points of one column evenly (deterministic, no random jitter)
+            offsets = [0.0] if len(aps) == 1 else [-0.2 + 0.4 * k / (len(aps) - 1) for k in range(len(aps))]
+            ax_opt.scatter([i + o for o in offsets], aps, s=14, color=store_color(i), alpha=0.75, lw=0)
+            median = statistics.median(aps)
+            ax_opt.plot([i - 0.3, i + 0.3], [median, median], color="black", lw=1.0)
+            ax_lr.scatter(lrs, aps, s=14, color=store_color(i), marker=store_marker(i), alpha=0.75, lw=0, label=name)
+        ax_opt.set_xticks(range(len(names)), names)
+        ax_opt.set_xlim(-0.6, len(names) - 0.4)
+        ax_opt.set_ylabel(AP_LABEL)
+        ax_opt.set_title("by optimizer (bar: median)", loc="left")
+        ax_lr.set_xscale("log")
+        ax_lr.set_xlabel("learning rate (for the base batch)")
+        ax_lr.set_title("against learning rate", loc="left")
+        ax_lr.legend(loc="best")
+        fig.suptitle(f"{view.title}: hard AP by optimizer", x=0.0, ha="left")
+        caption(fig, _counts_caption([view]))
+    columns = (*TRIAL_COLUMNS, "optimizer", "lr", "weight_decay", "momentum")
+    rows = [
+        {**_trial_row(view, rank, t), **{k: r.get(k) for k in ("optimizer", "lr", "weight_decay", "momentum")}}
+        for rank, (t, r) in enumerate(zip(view.trials, recipes, strict=True), 1)
+    ]
+    return Drawn(f"optimizers_{view.name}", fig, columns, rows)

@@ -42,20 +42,27 @@ class ExperimentRecord:
     space: dict[str, Any] | None = None
     study_name: str | None = None
     created: str | None = None
+    recipe: dict[str, Any] | None = None  # the launch's recipe (Recipe.to_dict) for trials that carry none
+    recipe_space: dict[str, Any] | None = None  # the searched `recipe:` section, when there is one
+    recipe_from: str | None = None  # the step-1 search whose recipe settings a step-2 search inherited
+    arch: dict[str, Any] | None = None  # a recipe-only search's fixed architecture (ArchSpec.to_dict)
+    input_shape: tuple[int, int] | None = None  # (H, W) at which FLOPs are counted
     settings: SearchSettings | None = None
 
     @classmethod
     def for_launch(
         cls,
         settings: SearchSettings,
-        space: dict[str, Any],
-        step: int,
-        budget: float,
-        tolerance: float,
+        space: dict[str, Any] | None,
+        step: int | None,
+        budget: float | None,
+        tolerance: float | None,
         constraint: Any,
+        **recipe: Any,
     ) -> ExperimentRecord:
-        """The record a new search writes."""
+        """The record a new search writes (recipe: recipe, recipe_space, recipe_from, arch, input_shape)."""
         return cls(
+            **recipe,
             name=settings.name,
             version=VERSION,
             step=step,
@@ -92,6 +99,11 @@ class ExperimentRecord:
             space=self.space,
             study_name=self.study_name,
             created=self.created,
+            recipe=self.recipe,
+            recipe_space=self.recipe_space,
+            recipe_from=self.recipe_from,
+            arch=self.arch,
+            input_shape=list(self.input_shape) if self.input_shape else None,
         )
         return out
 
@@ -131,6 +143,11 @@ def parse_experiment(data: Any, store_dir: Path, source: str) -> ExperimentRecor
         space=take.mapping("space"),
         study_name=take.text("study_name"),
         created=take.text("created"),
+        recipe=take.mapping("recipe"),
+        recipe_space=take.mapping("recipe_space"),
+        recipe_from=take.text("recipe_from"),
+        arch=take.mapping("arch"),
+        input_shape=take.shape("input_shape"),
     )
     if version == LEGACY_VERSION:
         return record
@@ -222,6 +239,14 @@ class _Fields:
             if kind in annotation:
                 return read(key)
         raise TypeError(f"SearchSettings field {key}: no reader for type {annotation}")
+
+    def shape(self, key: str) -> tuple[int, int] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int and v > 0 for v in value)):
+            raise self._bad(key, "[height, width] in pixels")
+        return (value[0], value[1])
 
     def mapping(self, key: str) -> dict[str, Any] | None:
         value = self.data.get(key)

@@ -30,10 +30,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from scrfd_search.config_builder import build_model
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.ground_truth import SUBSETS
+from scrfd_search.flops.measure import measure_flops
 from scrfd_search.io_utils import atomic_write_json, check_writable
-from scrfd_search.sampling.sampler import sample_candidates
+from scrfd_search.recipe import Recipe, RecipeSpace, draw_recipes
+from scrfd_search.sampling.sampler import Candidate, sample_candidates
 from scrfd_search.search.checks import (
     check_address_reachable,
     check_data_contents,
@@ -48,6 +51,7 @@ from scrfd_search.search.constraint import ShareConstraint, constraint_from_stor
 from scrfd_search.search.driver import DriverLease, pid_alive
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.settings import CONSTRAINT_FILE, SearchSettings, asha_grace_period
+from scrfd_search.search.status_table import recipe_text
 from scrfd_search.search.store import ExperimentStore, TrialRecord, record_from_config, store_path, with_checkpoint
 from scrfd_search.search.trial import (
     TRIAL_FILE,
@@ -57,7 +61,8 @@ from scrfd_search.search.trial import (
     read_events,
     run_trial,
 )
-from scrfd_search.space.search_space import SearchSpace
+from scrfd_search.space.arch import ArchSpec
+from scrfd_search.space.search_space import DEFAULT_INPUT_SHAPE, SearchSpace, load_recipe_section
 
 CANDIDATES_FILE = "candidates.json"
 STALE_WORKER_WAIT_S = 60.0
@@ -70,13 +75,28 @@ class PreparedSearch:
     """Everything a search needs, validated before anything is written or any trial starts."""
 
     settings: SearchSettings
-    space: SearchSpace
+    space: SearchSpace | None  # None for a recipe-only search
     constraint: ShareConstraint | None
     candidates: list[Any] | None  # the sampler's Candidates (random searcher only)
+    recipe_space: RecipeSpace | None = None
+    recipe_from: str | None = None  # the step-1 search whose recipe settings a step-2 search inherited
+    arch: ArchSpec | None = None  # the fixed architecture of a recipe-only search
+    recipes: list[Recipe] | None = None  # one per candidate (random searcher with a recipe section)
+
+    @property
+    def base_recipe(self) -> Recipe:
+        """The recipe of every trial (no section), or what the section leaves to the launch flags."""
+        only = self.recipe_space.optimizers[0] if self.recipe_space and len(self.recipe_space.optimizers) == 1 else None
+        return self.settings.recipe(only)
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(H, W) at which FLOPs are counted."""
+        return self.space.input_shape if self.space is not None else DEFAULT_INPUT_SHAPE
 
 
 def prepare(settings: SearchSettings) -> PreparedSearch:
-    """Check the name, data, space, step-2 source and local resources (candidates are drawn later)."""
+    """Check the name, data, space (and recipe), step-2 source and local resources (candidates are drawn later)."""
     store = ExperimentStore(settings.path)
     if store.exists():
         raise UserError(
@@ -85,12 +105,61 @@ def prepare(settings: SearchSettings) -> PreparedSearch:
         )
     check_writable(settings.results_dir, "--results-dir")
     check_data_root(settings.data_root)
-    space = SearchSpace.load(settings.space_file)
     check_data_contents(settings.data_root)
-    constraint = step_constraint(settings, space)
+    if settings.recipe_only:
+        arch = ArchSpec.load(settings.arch_file)  # type: ignore[arg-type]
+        recipe_space = load_recipe_section(settings.space_file)
+        check_recipe_flags(settings, recipe_space, settings.space_file)
+        prepared = PreparedSearch(settings, None, None, None, recipe_space, None, arch)
+    else:
+        space = SearchSpace.load(settings.space_file)
+        constraint = step_constraint(settings, space)
+        settings, recipe_space, recipe_from = inherited_recipe(settings, space)
+        check_recipe_flags(settings, recipe_space, recipe_from or settings.space_file)
+        prepared = PreparedSearch(settings, space, constraint, None, recipe_space, recipe_from)
     if settings.address is not None:
         check_address_reachable(settings.address)
-    return PreparedSearch(with_resources_checked(settings), space, constraint, None)
+    return replace(prepared, settings=with_resources_checked(settings))
+
+
+RECIPE_FLAGS = (("optimizer", "--optimizer"), ("lr", "--lr"), ("weight_decay", "--weight-decay"))
+
+
+def inherited_recipe(
+    settings: SearchSettings, space: SearchSpace
+) -> tuple[SearchSettings, RecipeSpace | None, str | None]:
+    """A step-2 search without its own `recipe:` section takes step 1's section and recipe flags.
+
+    Flags given to this launch still win over step 1's; a section in this search's YAML replaces all of step 1's.
+    """
+    if space.recipe is not None or settings.from_experiment is None:
+        return settings, space.recipe, None
+    source = ExperimentStore(store_path(settings.from_experiment, settings.results_dir))
+    step1 = source.read_experiment()
+    section = step1.recipe_space
+    recipe_space = RecipeSpace.from_dict(section, f"{source.experiment_file}: recipe_space") if section else None
+    flags = {k: getattr(step1.settings, k, None) for k in ("optimizer", "lr", "weight_decay", "momentum")}
+    inherited = {k: v for k, v in flags.items() if v is not None and getattr(settings, k) is None}
+    if not inherited and recipe_space is None:
+        return settings, None, None
+    return replace(settings, **inherited), recipe_space, settings.from_experiment
+
+
+def check_recipe_flags(settings: SearchSettings, recipe_space: RecipeSpace | None, where: str) -> None:
+    """Refuse a launch flag that the `recipe:` section also sets (one of the two would be ignored)."""
+    if recipe_space is None:
+        return
+    searched = {"optimizer": True, "lr": bool(recipe_space.lr), "weight_decay": bool(recipe_space.weight_decay)}
+    for key, flag in RECIPE_FLAGS:
+        if getattr(settings, key) is None:
+            continue
+        if searched[key]:
+            raise UserError(f"{flag}: the recipe: section of {where} sets {key} (drop the flag or the key)")
+        if len(recipe_space.optimizers) > 1:
+            raise UserError(
+                f"{flag}: ambiguous with several optimizers in the recipe: section of {where} "
+                f"(give {key} there, per optimizer)"
+            )
 
 
 def step_constraint(settings: SearchSettings, space: SearchSpace) -> ShareConstraint | None:
@@ -141,12 +210,45 @@ def draw_candidates(
     return None
 
 
+def with_candidates(prepared: PreparedSearch, progress: Any) -> PreparedSearch:
+    """Draw what a search hands out before it starts: candidates (random searcher) and their recipes.
+
+    Recipes come from a random stream of their own (recipe.draw_recipes), so a search with a `recipe:`
+    section trains the same architectures as the same search without it. A recipe-only search repeats
+    its one architecture (FLOPs measured once by fvcore) with each recipe.
+    """
+    s = prepared.settings
+    if prepared.arch is not None:
+        one = fixed_candidate(prepared.arch, prepared.input_shape)
+        candidates: list[Any] | None = [one] * s.trials if s.searcher == "random" else [one]
+    else:
+        candidates = draw_candidates(s, prepared.space, prepared.constraint, progress)  # type: ignore[arg-type]
+    recipes = None
+    if prepared.recipe_space is not None and s.searcher == "random":
+        recipes = draw_recipes(prepared.recipe_space, s.trials, s.seed, prepared.base_recipe)
+    return replace(prepared, candidates=candidates, recipes=recipes)
+
+
+def fixed_candidate(arch: ArchSpec, input_shape: tuple[int, int]) -> Candidate:
+    """A recipe-only search's one architecture as a sampler Candidate, its FLOPs measured by fvcore."""
+    return Candidate(arch, measure_flops(build_model(arch, init_weights=False), input_shape))
+
+
 def experiment_record(prepared: PreparedSearch) -> ExperimentRecord:
-    """What experiment.json holds: the settings plus the space, budget and constraint (no store paths)."""
-    space = prepared.space
+    """What experiment.json holds: the settings, the space, budget, constraint and recipe (no store paths)."""
+    s, space = prepared.settings, prepared.space
+    recipe = dict(
+        recipe=prepared.base_recipe.to_dict(),
+        recipe_space=prepared.recipe_space.to_dict() if prepared.recipe_space else None,
+        recipe_from=prepared.recipe_from,
+        input_shape=tuple(prepared.input_shape),
+    )
+    if space is None:  # recipe-only
+        arch = prepared.arch.to_dict() if prepared.arch else None
+        return ExperimentRecord.for_launch(s, None, None, None, None, None, arch=arch, **recipe)
     constraint = prepared.constraint.to_dict() if prepared.constraint else None
     return ExperimentRecord.for_launch(
-        prepared.settings, space.to_dict(), space.step, space.budget_gflops, space.tolerance, constraint
+        s, space.to_dict(), space.step, space.budget_gflops, space.tolerance, constraint, **recipe
     )
 
 
@@ -210,7 +312,7 @@ def build_trainable(settings: SearchSettings) -> Any:
         img_size=settings.img_size,
         batch_size=settings.batch_size,
         epochs=settings.epochs,
-        lr=settings.lr,
+        recipe=settings.recipe().to_dict(),  # trials of a search with a `recipe:` section carry their own
         val_interval=settings.validation_every,
         seed=settings.seed,
         trials_root=str(settings.trials_root.resolve()),
@@ -220,6 +322,16 @@ def build_trainable(settings: SearchSettings) -> Any:
     )
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial or 0.0}
     return tune.with_resources(tune.with_parameters(run_trial, settings=trial_settings), resources)
+
+
+def recipe_space_of(record: ExperimentRecord) -> RecipeSpace | None:
+    """The searched `recipe:` section a search was launched with (None without one)."""
+    return RecipeSpace.from_dict(record.recipe_space, "experiment.json: recipe_space") if record.recipe_space else None
+
+
+def base_recipe_of(record: ExperimentRecord, settings: SearchSettings) -> Recipe:
+    """The recipe of trials that carry none: the launch's, as recorded."""
+    return Recipe.from_dict(record.recipe, "experiment.json: recipe") if record.recipe else settings.recipe()
 
 
 def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: list[dict[str, Any]]) -> Any:
@@ -235,11 +347,25 @@ def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: 
     """
     from ray.tune.search import ConcurrencyLimiter
 
-    from scrfd_search.search.searchers import BudgetedOptunaSearch, CandidateSearcher  # ray/optuna
+    from scrfd_search.search.searchers import (  # ray/optuna
+        BudgetedOptunaSearch,
+        CandidateSearcher,
+        RecipeOptunaSearch,
+    )
 
     s = settings
     if s.searcher == "random":
         searcher = CandidateSearcher(configs)
+    elif record.space is None:  # recipe-only: TPE over the recipe of one architecture
+        input_shape = record.input_shape or DEFAULT_INPUT_SHAPE
+        searcher = RecipeOptunaSearch(
+            recipe_space_of(record),  # type: ignore[arg-type]
+            fixed_candidate(ArchSpec.from_dict(record.arch, str(ExperimentStore(s.path).experiment_file)), input_shape),
+            base=base_recipe_of(record, s),
+            storage_url=s.optuna_url,
+            study_name=record.study_name or s.name,
+            seed=s.seed,
+        )
     else:
         constraint = ShareConstraint.from_dict(record.constraint) if record.constraint else None
         searcher = BudgetedOptunaSearch(
@@ -249,6 +375,8 @@ def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: 
             seed=s.seed,
             constraint=constraint,
             replay=configs,
+            recipe_space=recipe_space_of(record),
+            base_recipe=base_recipe_of(record, s),
         )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or 1)
 
@@ -315,9 +443,7 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
     if prepared.settings.address is not None:  # join first: a wrong address fails before any sampling
         init_ray(prepared.settings.address)
         prepared = replace(prepared, settings=settings_for_cluster(prepared.settings))
-    progress = None if quiet else _sampling_progress
-    candidates = draw_candidates(prepared.settings, prepared.space, prepared.constraint, progress)
-    prepared = replace(prepared, candidates=candidates)
+    prepared = with_candidates(prepared, None if quiet else _sampling_progress)
     s = prepared.settings
     store = ExperimentStore(s.path)
     created = not store.path.exists()
@@ -336,6 +462,7 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
             f"with {s.cpus_per_trial:g} CPUs ({data_workers(s.cpus_per_trial)} data-loader workers) and "
             f"{s.gpus_per_trial:g} GPUs each{' (mixed precision)' if s.amp else ''}; results in {s.path}",
         )
+        _say(quiet, "recipe: " + recipe_text(record))
         return _fit(build_tuner(s, record, configs, s.trials, quiet), s, store, quiet)
 
 
@@ -344,7 +471,7 @@ def _write_new_store(prepared: PreparedSearch, store: ExperimentStore) -> list[d
     from scrfd_search.search.searchers import candidate_configs
 
     s = prepared.settings
-    configs = candidate_configs(prepared.candidates) if prepared.candidates is not None else []
+    configs = candidate_configs(prepared.candidates, prepared.recipes) if prepared.candidates is not None else []
     if s.searcher == "random":
         atomic_write_json(store.path / CANDIDATES_FILE, {"candidates": configs})
     if prepared.constraint is not None:

@@ -12,6 +12,10 @@ architectures already tried are skipped. fvcore then confirms the FLOPs and the 
 (SQLite, results/NAME/optuna.db) gets exactly that point, enqueued, so it holds only trained
 trials (optuna-dashboard shows the search as it ran) and TPE learns from every one of them.
 Ray's OptunaSearch does the rest (a report per validation, completion, save/restore).
+
+With a `recipe:` section the recipe travels with the architecture: random trials get recipe i of
+recipe.draw_recipes (its own seeded stream), and TPE proposes optimizer, lr and weight decay in the
+same proposal as the architecture. A recipe-only search (RecipeOptunaSearch) asks TPE for recipes alone.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import FlopsReport
+from scrfd_search.recipe import Recipe, RecipeSpace
 from scrfd_search.sampling.budget_fit import fit_neck_head
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.space.arch import ArchSpec
@@ -51,12 +56,15 @@ def optuna_key(number: int) -> str:
     return f"o{number:04d}"
 
 
-def candidate_configs(candidates: list[Any]) -> list[dict[str, Any]]:
-    """Trial configs for a list of sampler Candidates: key, index, arch and confirmed FLOPs."""
-    return [
+def candidate_configs(candidates: list[Any], recipes: list[Recipe] | None = None) -> list[dict[str, Any]]:
+    """Trial configs for sampler Candidates: key, index, arch, confirmed FLOPs (and recipe i, if given)."""
+    configs = [
         {"trial_key": candidate_key(i), "candidate": i, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()}
         for i, c in enumerate(candidates)
     ]
+    for config, recipe in zip(configs, recipes or [], strict=False):
+        config["recipe"] = recipe.to_dict()
+    return configs
 
 
 class CandidateSearcher(Searcher):
@@ -92,13 +100,58 @@ class CandidateSearcher(Searcher):
 
 @dataclass(frozen=True)
 class ArchSuggester:
-    """The define-by-run function: asks an Optuna trial for an ArchSpec over the space's ranges."""
+    """The define-by-run function: asks an Optuna trial for an ArchSpec (and a recipe) over the space's ranges."""
 
     space: SearchSpace
+    recipe_space: RecipeSpace | None = None
+    base_recipe: Recipe | None = None
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        """Suggest every free field and return the ArchSpec (as a dict) for the trial config."""
-        return {"arch": self.space.suggest_arch(trial).to_dict()}
+        """Suggest every free field and return the ArchSpec (as a dict, with the recipe) for the trial config."""
+        config: dict[str, Any] = {"arch": self.space.suggest_arch(trial).to_dict()}
+        if self.recipe_space is not None:
+            config["recipe"] = self.recipe_space.suggest(trial, self.base_recipe).to_dict()
+        return config
+
+
+@dataclass(frozen=True)
+class RecipeSuggester:
+    """The define-by-run function of a recipe-only search: one architecture, a recipe per trial."""
+
+    recipe_space: RecipeSpace
+    arch: dict[str, Any]
+    base_recipe: Recipe | None = None
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        """The fixed architecture and a suggested recipe."""
+        return {"arch": dict(self.arch), "recipe": self.recipe_space.suggest(trial, self.base_recipe).to_dict()}
+
+
+class RecipeOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch (TPE, seeded, SQLite study) over the recipe only, for a fixed architecture."""
+
+    def __init__(
+        self, recipe_space: RecipeSpace, candidate: Any, *, base: Recipe, storage_url: str, study_name: str, seed: int
+    ) -> None:
+        super().__init__(
+            space=RecipeSuggester(recipe_space, candidate.arch.to_dict(), base),
+            metric=METRIC,
+            mode=MODE,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            study_name=study_name,
+            storage=optuna.storages.RDBStorage(storage_url),
+        )
+        self.flops = candidate.flops.to_dict()
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """OptunaSearch's suggestion with the architecture's FLOPs and the study's trial number."""
+        config = super().suggest(trial_id)
+        if isinstance(config, dict) and trial_id in self._ot_trials:
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            config["flops"] = dict(self.flops)
+            config["optuna_number"] = ot_trial.number
+        return config
 
 
 def _in_budget(space: SearchSpace, flops: FlopsReport, constraint: ShareConstraint | None) -> bool:
@@ -121,9 +174,11 @@ class BudgetedOptunaSearch(OptunaSearch):
         max_draws: int = DEFAULT_MAX_DRAWS,
         confirm: bool = True,
         replay: list[dict[str, Any]] | None = None,
+        recipe_space: RecipeSpace | None = None,
+        base_recipe: Recipe | None = None,
     ) -> None:
         super().__init__(
-            space=ArchSuggester(space),
+            space=ArchSuggester(space, recipe_space, base_recipe),
             metric=METRIC,
             mode=MODE,
             sampler=optuna.samplers.TPESampler(seed=seed),
@@ -132,6 +187,8 @@ class BudgetedOptunaSearch(OptunaSearch):
         )
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one scratch study per trial: no log line each
         self.search_space = space
+        self.recipe_space = recipe_space
+        self.base_recipe = base_recipe
         self.constraint = constraint
         self.draw_seed = seed
         self.max_draws = max_draws
@@ -198,6 +255,8 @@ class BudgetedOptunaSearch(OptunaSearch):
                 scratch = self._scratch_study(history, draw // SCRATCH_DRAWS)
             proposal = scratch.ask()
             arch = space.suggest_arch(proposal)
+            if self.recipe_space is not None:  # TPE proposes the recipe with the architecture
+                self.recipe_space.suggest(proposal, self.base_recipe)
             scratch.tell(proposal, state=TrialState.FAIL)
             if self.constraint is not None and not self.constraint.accepts(count_flops(arch, space.input_shape)):
                 continue  # the backbone shares do not depend on the neck and head

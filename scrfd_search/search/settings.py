@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError, check_seed
+from scrfd_search.recipe import Recipe
 
 SEARCHERS = ("random", "optuna")
 SCHEDULERS = ("fifo", "asha")
@@ -36,7 +37,10 @@ class SearchSettings:
     seed: int = 0
     img_size: int = 640
     batch_size: int = 8
-    lr: float = 0.01
+    lr: float | None = None  # None here and below: the optimizer's default (scrfd_search.recipe.OPTIMIZERS)
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
     val_interval: int | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: 1 where the machine (or cluster) has GPUs, else 0
@@ -45,6 +49,8 @@ class SearchSettings:
     from_experiment: str | None = None
     top_k: int | None = None
     amp: bool = False
+    recipe_only: bool = False
+    arch_file: str | None = None
 
     def __post_init__(self) -> None:
         """Reject values no search can run with."""
@@ -59,8 +65,7 @@ class SearchSettings:
             raise UserError(f"--img-size: {self.img_size} must be a multiple of 32 (the largest stride), at least 64")
         if self.batch_size < 1:
             raise UserError(f"--batch-size: {self.batch_size} must be at least 1")
-        if not self.lr > 0:
-            raise UserError(f"--lr: {self.lr} must be a positive learning rate")
+        self.recipe()  # names a bad --optimizer, --lr, --weight-decay or --momentum
         if self.val_interval is not None and not 1 <= self.val_interval <= self.epochs:
             raise UserError(f"--val-interval: {self.val_interval} must be between 1 and --epochs {self.epochs}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
@@ -70,6 +75,16 @@ class SearchSettings:
             raise UserError("--top-k: only meaningful with --from STEP1_NAME")
         if self.amp and self.gpus_per_trial == 0:
             raise UserError("--amp: mixed precision needs GPUs, and --gpus-per-trial is 0")
+        if self.recipe_only and self.arch_file is None:
+            raise UserError("--recipe-only: needs --arch ARCH.json (the architecture whose recipe is searched)")
+        if self.arch_file is not None and not self.recipe_only:
+            raise UserError("--arch: only with --recipe-only (a search samples its architectures from --space)")
+        if self.recipe_only and self.from_experiment is not None:
+            raise UserError("--from: not with --recipe-only (the architecture is fixed by --arch)")
+
+    def recipe(self, optimizer: str | None = None) -> Recipe:
+        """The launch's recipe: --optimizer (or the given default) with --lr/--weight-decay/--momentum."""
+        return Recipe(self.optimizer or optimizer or "sgd", self.lr, self.weight_decay, self.momentum)
 
     @property
     def path(self) -> Path:

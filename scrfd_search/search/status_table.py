@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.flops.report import COMPONENTS
+from scrfd_search.recipe import Recipe
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.store import TrialRecord, ranked
@@ -74,15 +75,52 @@ def leaderboard_order(trials: list[TrialRecord]) -> list[tuple[int | None, Trial
     return [(i + 1, t) for i, t in enumerate(scored)] + [(None, t) for t in rest]
 
 
+def recipe_text(experiment: ExperimentRecord) -> str:
+    """How an experiment's trials pick their optimiser: the fixed recipe, or the searched section."""
+    section = experiment.recipe_space
+    base = Recipe.from_dict(experiment.recipe) if experiment.recipe else Recipe()
+    inherited = f" (from {experiment.recipe_from})" if experiment.recipe_from else ""
+    if not section:
+        return base.describe() + inherited
+    parts = [f"optimizer {'/'.join(section['optimizer'])}"]
+    for key in ("lr", "weight_decay"):
+        if key in section:
+            parts.append(f"{key.replace('_', ' ')} {_range_text(section[key])}")
+    return "searched: " + ", ".join(parts) + inherited
+
+
+def _range_text(value: Any) -> str:
+    """A section range as text: '0.005-0.02 (log)', a number, or per optimizer."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_range_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return f"{value[0]:g}-{value[1]:g} (log)"
+    return f"{value:g}"
+
+
 def _pct(value: float | None) -> str:
     """A fraction as a percentage with two decimals, '-' when missing."""
     return "-" if value is None else f"{100 * value:.2f}"
 
 
+def _recipe_cells(t: TrialRecord) -> str:
+    """optimizer, lr and weight decay of a trial whose recipe was searched."""
+    r = t.recipe or {}
+    if not r:
+        return f"{'-':<9} {'-':>9} {'-':>9}"
+    return f"{r['optimizer']:<9} {r['lr']:>9.3g} {r['weight_decay']:>9.3g}"
+
+
 def leaderboard_table(trials: list[TrialRecord]) -> str:
-    """The text table: rank, trial, GFLOPs, params, share of GFLOPs per component, APs, epochs, state."""
+    """The text table: rank, trial, GFLOPs, params, share of GFLOPs per component, APs, epochs, state.
+
+    When trials carry their own recipe (a search with a `recipe:` section), its optimizer, lr and
+    weight decay follow the trial id.
+    """
+    with_recipe = any(t.recipe for t in trials)
+    recipe_header = f" {'optimizer':<9} {'lr':>9} {'wd':>9}" if with_recipe else ""
     header = (
-        f"{'rank':>4}  {'trial':<12} {'GFLOPs':>7} {'params(M)':>9}  "
+        f"{'rank':>4}  {'trial':<12}{recipe_header} {'GFLOPs':>7} {'params(M)':>9}  "
         + " ".join(f"{c:>5}" for c in COMPONENTS)
         + f"  {'easy%':>6} {'medium%':>7} {'hard%':>6} {'epochs':>6}  state"
     )
@@ -90,8 +128,9 @@ def leaderboard_table(trials: list[TrialRecord]) -> str:
     for rank, t in leaderboard_order(trials):
         total = t.flops.total_gflops
         shares = " ".join(f"{100 * t.flops.gflops[c] / total:>5.1f}" for c in COMPONENTS)
+        recipe = f" {_recipe_cells(t)}" if with_recipe else ""
         lines.append(
-            f"{rank if rank is not None else '-':>4}  {t.trial_id:<12} {total:>7.3f} {t.flops.params_m:>9.3f}  "
+            f"{rank if rank is not None else '-':>4}  {t.trial_id:<12}{recipe} {total:>7.3f} {t.flops.params_m:>9.3f}  "
             f"{shares}  {_pct(t.easy):>6} {_pct(t.medium):>7} {_pct(t.hard):>6} {t.epochs_run:>6}  {t.state}"
         )
     return "\n".join(lines)
@@ -137,16 +176,21 @@ def status_text(
     if experiment.budget_gflops is not None:
         tol = experiment.tolerance or 0.0
         low_high = f", budget {experiment.budget_gflops:g} GFLOPs +-{100 * tol:g}%"
+    settings = experiment.settings
+    what = f"step {experiment.step or 1}"
+    if settings is not None and settings.recipe_only:
+        what = f"recipe only, architecture of {settings.arch_file}"
     lines = [
-        f"search {experiment.name}: step {experiment.step or 1}, {experiment.searcher} searcher, "
+        f"search {experiment.name}: {what}, {experiment.searcher} searcher, "
         f"{experiment.scheduler} scheduler, {experiment.epochs} epochs per trial{low_high}",
         progress_of(trials, _total(experiment, trials)).describe(),
     ]
     if driver:
         lines.append(driver)
+    if experiment.recipe or experiment.recipe_space:
+        lines.append("recipe: " + recipe_text(experiment))
     if experiment.constraint:
         lines.append("constraint: " + ShareConstraint.from_dict(experiment.constraint).describe())
-    settings = experiment.settings
     if settings is not None:
         cpus, gpus = settings.cpus_per_trial, settings.gpus_per_trial
         lines.append(

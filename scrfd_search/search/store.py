@@ -11,6 +11,7 @@ from typing import Any
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import FlopsReport
 from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.recipe import Recipe
 from scrfd_search.search.experiment import ExperimentRecord, read_experiment_file
 from scrfd_search.search.settings import TRIALS_DIR
 from scrfd_search.search.trial import finished_result, trial_work_dir
@@ -37,6 +38,7 @@ class TrialRecord:
     error: str | None = None
     checkpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] | None = None  # optimizer, lr, weight_decay, momentum when the search sampled them
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form of the row."""
@@ -84,6 +86,7 @@ class TrialRecord:
             error=data.get("error"),
             checkpoint=data.get("checkpoint"),
             extra=dict(data.get("extra") or {}),
+            recipe=_recipe_of(data.get("recipe"), f"{source}: trial {data['trial_id']}"),
         )
 
     def updated(self, **changes: Any) -> TrialRecord:
@@ -103,6 +106,7 @@ def record_from_config(trial_id: str, config: dict[str, Any]) -> TrialRecord:
         arch=ArchSpec.from_dict(config["arch"], f"trial {trial_id} config"),
         flops=FlopsReport.from_dict(config["flops"]),
         extra=extra,
+        recipe=config.get("recipe"),
     )
 
 
@@ -113,6 +117,11 @@ def with_checkpoint(record: TrialRecord, store_dir: Path) -> TrialRecord:
     if not checkpoint:
         return record
     return record.updated(checkpoint=str(Path(record.extra["work_dir"]) / Path(checkpoint).name))
+
+
+def _recipe_of(data: Any, source: str) -> dict[str, Any] | None:
+    """A row's recipe, checked (None for rows of searches without a recipe section)."""
+    return None if data is None else Recipe.from_dict(data, f"{source}: recipe").to_dict()
 
 
 def store_path(name: str, results_dir: str | os.PathLike | None = None) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text
+from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.data_checks import warmup_iters_for
 
@@ -32,7 +33,7 @@ class TrialSettings:
     img_size: int
     batch_size: int
     epochs: int
-    lr: float
+    recipe: dict[str, Any]  # the search's recipe (Recipe.to_dict), for trials whose config carries none
     val_interval: int
     seed: int
     trials_root: str
@@ -162,6 +163,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     resume = _has_checkpoint(work_dir)
     append_event(work_dir, "start", resume=resume, placement=placement)
     arch = ArchSpec.from_dict(config["arch"], "trial config")
+    recipe = Recipe.from_dict(config.get("recipe") or settings.recipe, "trial config")
     reported: list[int] = []
 
     def on_validation(epoch: int, aps: dict[str, float]) -> None:
@@ -183,7 +185,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         data,
         Schedule(
             epochs=settings.epochs,
-            lr=settings.lr,
+            recipe=recipe,
             # The reference's search (configs/scrfdgen*/, search_tools/search_train.py) trains each
             # candidate on one GPU, 8 images per batch, at lr 0.01 as given: mmdet 2.x never rescales.
             base_batch_size=None,

@@ -10,6 +10,7 @@ import numpy as np
 import yaml
 
 from scrfd_search.errors import UserError
+from scrfd_search.recipe import RecipeSpace
 from scrfd_search.space.arch import (
     BLOCK_TYPES,
     MAX_DEPTH,
@@ -22,6 +23,8 @@ from scrfd_search.space.arch import (
     NeckSpec,
     StageSpec,
 )
+
+DEFAULT_INPUT_SHAPE = (480, 640)  # (H, W) at which FLOPs are counted, as in the paper
 
 
 class SpaceError(UserError, ValueError):
@@ -88,6 +91,7 @@ class SearchSpace:
     head_depthwise: bool = False
     keypoints: bool = False
     source: str = "<space>"
+    recipe: RecipeSpace | None = None  # the optional `recipe:` section, sampled jointly with the architecture
 
     def budget_range(self, budget_gflops: float | None = None) -> tuple[float, float]:
         """(low, high) GFLOPs accepted: the budget plus or minus the tolerance."""
@@ -197,35 +201,53 @@ class SearchSpace:
                 "depthwise": self.head_depthwise,
                 "keypoints": self.keypoints,
             },
+            **({"recipe": self.recipe.to_dict()} if self.recipe is not None else {}),
         }
 
     @classmethod
     def load(cls, path: str | Path) -> SearchSpace:
         """Read and validate a YAML search space."""
-        path = Path(path)
-        if not path.is_file():
-            raise SpaceError(f"{path}: no such search space file (expected a YAML file, see search_spaces/)")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            raise SpaceError(f"{path}: not a text file (expected a YAML search space, see search_spaces/)") from None
-        except OSError as exc:
-            raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
-        try:
-            data = yaml.safe_load(text)
-        except RecursionError:
-            raise SpaceError(f"{path}: nested too deeply to be a search space") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's can span lines
-            raise SpaceError(f"{where}: not valid YAML ({problem})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(_read_yaml(path), str(path))
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<space>") -> SearchSpace:
         """Validate a parsed space, naming the offending key on any problem."""
         return _SpaceParser(source).parse(data)
+
+
+def _read_yaml(path: str | Path) -> Any:
+    """A YAML file's contents, or a SpaceError naming the file (and line) when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"{path}: no such search space file (expected a YAML file, see search_spaces/)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not a text file (expected a YAML search space, see search_spaces/)") from None
+    except OSError as exc:
+        raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise SpaceError(f"{path}: nested too deeply to be a search space") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's can span lines
+        raise SpaceError(f"{where}: not valid YAML ({problem})") from None
+
+
+def load_recipe_section(path: str | Path) -> RecipeSpace:
+    """The `recipe:` section of a YAML file: a whole search space, or a file holding only the section.
+
+    For `launch --recipe-only`, where the architecture is fixed and only the recipe is searched.
+    """
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or "recipe" not in data:
+        raise SpaceError(f"{path}: no `recipe:` section (a recipe-only search needs one; see search_spaces/)")
+    if set(data) - {"recipe", "name", "description"}:
+        return SearchSpace.from_dict(data, str(path)).recipe  # type: ignore[return-value]
+    return RecipeSpace.from_dict(data["recipe"], str(path))
 
 
 def _range_dict(r: IntRange) -> Any:
@@ -247,6 +269,7 @@ _TOP_KEYS = {
     "neck",
     "head",
     "description",
+    "recipe",
 }
 _HEAD_KEYS = {"num_convs", "width", "norm", "gn_groups", "shared", "depthwise", "keypoints"}
 
@@ -297,7 +320,7 @@ class _SpaceParser:
             block=block,
             budget_gflops=budget,
             tolerance=tolerance,
-            input_shape=self.shape(data.get("input_shape", [480, 640])),
+            input_shape=self.shape(data.get("input_shape", list(DEFAULT_INPUT_SHAPE))),
             stem_width=self.width_range(data.get("stem_width"), "stem_width"),
             depth=depth,
             width=width,
@@ -310,6 +333,7 @@ class _SpaceParser:
             head_depthwise=self.flag(head.get("depthwise", False), "head.depthwise"),
             keypoints=self.flag(head.get("keypoints", False), "head.keypoints"),
             source=self.source,
+            recipe=RecipeSpace.from_dict(data["recipe"], self.source) if "recipe" in data else None,
         )
         self.check_buildable(space)
         return space

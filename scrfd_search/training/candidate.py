@@ -114,7 +114,8 @@ def _check_same_candidate(work_dir: Path, run_info: dict[str, Any]) -> None:
     saved = json.loads(path.read_text())
     for key, value in run_info.items():
         if key in saved and saved[key] != value:
-            shown = "a different architecture" if key == "arch" else f"{key} {saved[key]} (now {value})"
+            named = {"arch": "a different architecture", "recipe": "a different optimizer recipe"}
+            shown = named.get(key, f"{key} {saved[key]} (now {value})")
             raise UserError(f"{path}: cannot resume, the work dir holds a run with {shown}; use another work dir")
 
 
@@ -142,7 +143,7 @@ def train_candidate(
     amp: bool = False,
     load_from: str | Path | None = None,
 ) -> TrainResult:
-    """Train arch with SCRFD's recipe, validating every schedule.val_interval epochs; write result.json.
+    """Train arch with schedule's recipe, validating every schedule.val_interval epochs; write result.json.
 
     on_validation(epoch, {'easy', 'medium', 'hard'}) runs after every validation (APs as fractions);
     raising StopTraining from it ends training cleanly (the result is written), any other exception
@@ -157,7 +158,12 @@ def train_candidate(
     check_data(data)
     work_dir = Path(work_dir).resolve()
     resume = resume and _last_checkpoint(work_dir) is not None
-    run_info = {"arch": arch.to_dict(), "epochs": schedule.epochs, "img_size": data.img_size}
+    run_info = {
+        "arch": arch.to_dict(),
+        "epochs": schedule.epochs,
+        "img_size": data.img_size,
+        "recipe": schedule.recipe.to_dict(),
+    }
     if resume:
         _check_same_candidate(work_dir, run_info)
     cfg = candidate_config(
@@ -200,7 +206,13 @@ def train_candidate(
         images_per_s=None if monitor.images_per_s is None else round(monitor.images_per_s, 2),
         peak_memory_mib=round(peak_memory_mib(device), 1),
     )
-    extra = {"arch": arch.to_dict(), "device": device, "seed": seed, "amp": amp_dtype}
+    extra = {
+        "arch": arch.to_dict(),
+        "recipe": schedule.recipe.to_dict(),
+        "device": device,
+        "seed": seed,
+        "amp": amp_dtype,
+    }
     atomic_write_json(work_dir / RESULT_FILE, {**result.to_dict(), **extra})
     return result
 

@@ -3,7 +3,7 @@
 
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005),
+    optimizer=dict(type='SGD', lr=0.01, weight_decay=0.0005, momentum=0.9),
     clip_grad=dict(max_norm=35.0, norm_type=2),
 )
 auto_scale_lr = dict(enable=True, base_batch_size=32)
