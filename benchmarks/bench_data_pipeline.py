@@ -6,11 +6,13 @@ pins this process to one core (OpenCV and torch single-threaded) and measures, i
 
   decode            read the file and cv2.imdecode it (what LoadImageFromFile does): the ceiling
   decode+crop+resize  plus SCRFD's square crop (same scale choices, padded where it leaves the
-                    image) and cv2.resize to --img-size: the ceiling of any pipeline with those steps
-  before            the training pipeline as it was: mmdet's float32 PhotoMetricDistortion, the crop
-                    built with np.full + copy, mmdet's np.flip view
-  after             the training pipeline now (train_pipeline(): uint8 lookup-table photometric,
-                    crop as a view or one OpenCV pad, cv2.flip)
+                    image) resized to --img-size, the cheapest way known (crop_and_resize): the
+                    ceiling of any pipeline with those steps
+  before            the training pipeline as it was: every crop cut and padded into a filled array,
+                    then resized; mmdet's np.flip view; mmdet's float32 PhotoMetricDistortion
+  after             the training pipeline now (train_pipeline()): the crop resized straight from
+                    the image, cv2.flip, the photometric parameters drawn here and applied later
+                    on the trial's device (its cost there is printed separately)
 
 and then how many cores one trial needs to feed a GPU that trains at each --gpu-rates images/s.
 
@@ -34,7 +36,7 @@ import numpy as np
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.data.pipelines import LARGE_CROPS, dataset_config
-from scrfd_search.data.transforms import FaceRandomFlip, RandomSquareCrop
+from scrfd_search.data.transforms import FaceRandomFlip, RandomSquareCrop, crop_and_resize
 from scrfd_search.detector import register_modules
 
 
@@ -105,18 +107,14 @@ def decode(path: str) -> np.ndarray:
 
 
 def decode_crop_resize(path: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Decode, cut a square of a LARGE_CROPS share of the short side (padded outside), resize to size."""
+    """Decode, then the size x size resize of a square of a LARGE_CROPS share of the short side at a
+    random position (pad where it leaves the image), made the cheapest way known (crop_and_resize)."""
     img = decode(path)
     height, width = img.shape[:2]
     side = max(1, int(rng.choice(LARGE_CROPS) * min(height, width)))
     left = int(rng.integers(min(0, width - side), max(0, width - side) + 1))
     top = int(rng.integers(min(0, height - side), max(0, height - side) + 1))
-    x1, y1, x2, y2 = max(left, 0), max(top, 0), min(left + side, width), min(top + side, height)
-    pads = (y1 - top, top + side - y2, x1 - left, left + side - x2)
-    crop = img[y1:y2, x1:x2]
-    if any(pads):
-        crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_CONSTANT, value=[128.0, 128.0, 128.0])
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    return crop_and_resize(img, left, top, side, (size, size), 128)
 
 
 def build_dataset(root: Path, img_size: int, baseline: bool):
@@ -135,6 +133,43 @@ def timed_pass(step: Callable[[int], object], count: int) -> float:
     for i in range(count):
         step(i)
     return count / (time.perf_counter() - start)
+
+
+def device_photometric_ms(args: argparse.Namespace) -> str:
+    """Milliseconds FaceDataPreprocessor's distortion takes per image on this core (and on a GPU if any)."""
+    import torch
+
+    from scrfd_search.models.preprocessor import photometric_distortion
+
+    params = {
+        "mode": 1,
+        "brightness": True,
+        "contrast": True,
+        "saturation": True,
+        "hue": True,
+        "swap": True,
+        "delta": 10.0,
+        "alpha": 1.2,
+        "saturation_value": 1.3,
+        "hue_value": 9.0,
+        "order": [2, 0, 1],
+    }  # fmt: skip  (every step on: the most expensive draw)
+    generator = torch.Generator().manual_seed(args.seed)
+    img = torch.randint(0, 256, (3, args.img_size, args.img_size), dtype=torch.uint8, generator=generator)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    out = []
+    for device in devices:
+        x = img.to(device)
+        photometric_distortion(x, params)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(20):
+            photometric_distortion(x, params)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        out.append(f"{device} {(time.perf_counter() - start) / 20 * 1000:.1f} ms")
+    return ", ".join(out) + " (all steps on; paid by the training process, not the loader)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     new, old = median["after (uint8 photometric)"], median["before (float photometric)"]
     print(f"\nafter / before: {new / old:.2f}x; after reaches {new / ceiling:.2f} of decode+crop+resize (goal 0.75)")
+    print(f"\nthe photometric step moved to the device, per {args.img_size} px image: {device_photometric_ms(args):s}")
     print("\ncores one trial needs to feed a GPU (data loading only; one more core drives the GPU):")
     print(f"{'GPU images/s':>12} {'before':>8} {'after':>8}")
     for rate in (float(r) for r in args.gpu_rates.split(",") if r.strip()):

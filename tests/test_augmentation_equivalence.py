@@ -184,10 +184,10 @@ def test_pipeline_crops_flips_and_landmarks_are_those_of_the_old_pipeline(demo_d
         assert a["inputs"].dtype.is_floating_point and b["inputs"].dtype == torch.uint8
         assert a["inputs"].shape == b["inputs"].shape == (3, 128, 128)
         # the device applies the drawn distortion: the image the model sees is the old pipeline's
-        # (up to the lazy crop's OpenCV rounding: 1 grey level, scaled by contrast and HSV)
+        # (up to the lazy crop's OpenCV rounding: 1 grey level, stretched by contrast and saturation)
         on = photometric_distortion(b["inputs"], sb.metainfo[PHOTOMETRIC_KEY])
         diff = torch.abs(on - a["inputs"])
-        assert diff.mean() < 0.25 and torch.mean((diff > 2.5).float()) < 1e-3, (diff.mean(), diff.max())
+        assert diff.mean() < 0.25 and diff.max() < 4, (diff.mean(), diff.max())
         flips.append(sb.flip)
     # flips at rate 1/2: within 4 standard deviations over 96 samples
     assert abs(np.mean(flips) - 0.5) < 4 * np.sqrt(0.25 / len(flips))

@@ -93,7 +93,7 @@ model = dict(
             128.0,
             128.0,
         ],
-        type='DetDataPreprocessor'),
+        type='FaceDataPreprocessor'),
     neck=dict(
         add_extra_convs='on_output',
         in_channels=[
@@ -218,6 +218,7 @@ train_dataloader = dict(
                     1.8,
                     2.0,
                 ),
+                lazy=True,
                 type='RandomSquareCrop'),
             dict(keep_ratio=False, scale=(
                 640,
@@ -235,7 +236,7 @@ train_dataloader = dict(
                     0.5,
                     1.5,
                 ),
-                type='PhotoMetricDistortion'),
+                type='DrawPhotoMetricDistortion'),
             dict(
                 meta_keys=(
                     'img_id',
@@ -245,6 +246,7 @@ train_dataloader = dict(
                     'scale_factor',
                     'flip',
                     'flip_direction',
+                    'photometric',
                 ),
                 type='PackFaceInputs'),
         ],

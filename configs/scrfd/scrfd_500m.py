@@ -92,7 +92,7 @@ model = dict(
             128.0,
             128.0,
         ],
-        type='DetDataPreprocessor'),
+        type='FaceDataPreprocessor'),
     neck=dict(
         add_extra_convs='on_output',
         in_channels=[
@@ -217,6 +217,7 @@ train_dataloader = dict(
                     1.8,
                     2.0,
                 ),
+                lazy=True,
                 type='RandomSquareCrop'),
             dict(keep_ratio=False, scale=(
                 640,
@@ -234,7 +235,7 @@ train_dataloader = dict(
                     0.5,
                     1.5,
                 ),
-                type='PhotoMetricDistortion'),
+                type='DrawPhotoMetricDistortion'),
             dict(
                 meta_keys=(
                     'img_id',
@@ -244,6 +245,7 @@ train_dataloader = dict(
                     'scale_factor',
                     'flip',
                     'flip_direction',
+                    'photometric',
                 ),
                 type='PackFaceInputs'),
         ],
