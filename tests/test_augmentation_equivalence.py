@@ -23,7 +23,7 @@ from scrfd_search.data.transforms import (
 from scrfd_search.detector import register_modules
 from scrfd_search.models.preprocessor import PHOTOMETRIC_KEY, FaceDataPreprocessor, photometric_distortion
 
-DRAWS = 120
+DRAWS = 200
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def on_device(img: np.ndarray, params: dict) -> np.ndarray:
 
 
 def test_photometric_on_the_device_is_mmdets_distortion(demo_data: Path) -> None:
-    pictures = images(demo_data)
+    pictures = [cv2.resize(p, (96, 96), interpolation=cv2.INTER_AREA) for p in images(demo_data)]
     mmdet_t, draw_t = PhotoMetricDistortion(), DrawPhotoMetricDistortion()
     old_stats, new_stats, worst = [], [], []
     for draw in range(DRAWS):
@@ -191,3 +191,19 @@ def test_pipeline_crops_flips_and_landmarks_are_those_of_the_old_pipeline(demo_d
         flips.append(sb.flip)
     # flips at rate 1/2: within 4 standard deviations over 96 samples
     assert abs(np.mean(flips) - 0.5) < 4 * np.sqrt(0.25 / len(flips))
+
+
+def test_a_training_step_on_drawn_photometric_batches(demo_data: Path) -> None:
+    from mmengine.dataset import pseudo_collate
+    from mmengine.optim import OptimWrapper
+
+    from scrfd_search.detector import build_model
+    from scrfd_search.space.published import PUBLISHED
+
+    samples = pipeline_outputs(demo_data, "DrawPhotoMetricDistortion", seed=1, count=2)
+    assert all(PHOTOMETRIC_KEY in s["data_samples"].metainfo for s in samples)
+    model = build_model(PUBLISHED["scrfd_500m"]).train()
+    assert isinstance(model.data_preprocessor, FaceDataPreprocessor)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3))
+    losses = model.train_step(pseudo_collate(samples), optim)
+    assert all(torch.isfinite(v).all() for v in losses.values())

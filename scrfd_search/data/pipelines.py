@@ -18,12 +18,17 @@ CUSTOM_IMPORTS = ("scrfd_search.data.datasets", "scrfd_search.data.transforms")
 
 
 def train_pipeline(
-    img_size: int = 640, crop_choice: Sequence[float] = LARGE_CROPS, with_keypoints: bool = False
+    img_size: int = 640,
+    crop_choice: Sequence[float] = LARGE_CROPS,
+    with_keypoints: bool = False,
+    photometric_on_device: bool = True,
 ) -> list[dict]:
     """The reference training pipeline: load, crop, resize to a square, flip, photometric, pack.
 
-    The photometric step only draws its parameters here; FaceDataPreprocessor applies them to the
-    batch on the training device (see scrfd_search.models.preprocessor).
+    With photometric_on_device (for GPU training) the loader only draws the photometric parameters
+    and FaceDataPreprocessor applies them to the batch on the GPU (scrfd_search.models.preprocessor);
+    otherwise (CPU training, where the training process is the bottleneck) the loader applies mmdet's
+    PhotoMetricDistortion itself. Both draw the same parameters from the same RNG.
     """
     return [
         dict(type="LoadImageFromFile"),
@@ -32,7 +37,7 @@ def train_pipeline(
         dict(type="FaceResize", scale=(img_size, img_size), keep_ratio=False),
         dict(type="FaceRandomFlip", prob=0.5),
         dict(
-            type="DrawPhotoMetricDistortion",
+            type="DrawPhotoMetricDistortion" if photometric_on_device else "PhotoMetricDistortion",
             brightness_delta=32,
             contrast_range=(0.5, 1.5),
             saturation_range=(0.5, 1.5),
@@ -60,6 +65,7 @@ def dataset_config(
     with_keypoints: bool = False,
     layout: str = "wider",
     min_size: float | None = None,
+    photometric_on_device: bool = True,
 ) -> dict:
     """A dataset config for `data_root` in the official ('wider') or RetinaFace ('retinaface') layout.
 
@@ -84,6 +90,10 @@ def dataset_config(
         data_root=str(data_root),
         test_mode=not is_train,
         min_size=min_size,
-        pipeline=train_pipeline(img_size, crop_choice, with_keypoints) if is_train else test_pipeline(img_size),
+        pipeline=(
+            train_pipeline(img_size, crop_choice, with_keypoints, photometric_on_device)
+            if is_train
+            else test_pipeline(img_size)
+        ),
     )
     return cfg

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+import torch
 from mmcv.transforms import BaseTransform
 from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs, PhotoMetricDistortion, RandomFlip, Resize
 from mmdet.registry import TRANSFORMS
@@ -325,9 +326,22 @@ class FaceRandomFlip(RandomFlip):
 
 @TRANSFORMS.register_module()
 class PackFaceInputs(PackDetInputs):
-    """mmdet PackDetInputs that also packs gt_keypoints into gt_instances.keypoints (N, 5, 3) float."""
+    """mmdet PackDetInputs that also packs gt_keypoints into gt_instances.keypoints (N, 5, 3) float.
+
+    The image is packed as a channels-first view of the HWC array, not a contiguous copy: the data
+    preprocessor copies it anyway (BGR -> RGB, float, on the device), so the loader need not.
+    """
 
     mapping_table = {**PackDetInputs.mapping_table, "gt_keypoints": "keypoints"}
+
+    def transform(self, results: dict) -> dict:
+        """mmdet's packing, with the image as a (C, H, W) view."""
+        img = results.pop("img", None)
+        packed = super().transform(results)
+        if img is not None:
+            img = np.ascontiguousarray(img if img.ndim == 3 else img[..., None])
+            packed["inputs"] = torch.from_numpy(img).permute(2, 0, 1)
+        return packed
 
 
 @TRANSFORMS.register_module()
