@@ -1,8 +1,9 @@
 """Training data pipeline throughput on one core, against decode-only and decode+crop+resize ceilings.
 
 Writes a demo data set of WIDER-sized JPEGs (--width px wide, default 1024) to a temporary folder,
-pins this process to one core (OpenCV and torch single-threaded) and measures, interleaved over
---rounds passes (the median pass is reported, so a busy neighbour spoils one pass, not the result):
+pins this process to one core (OpenCV and torch single-threaded) and measures, over --rounds
+passes, every variant on each image in turn (so a busy neighbour slows all variants alike; the
+median pass is reported):
 
   decode            read the file and cv2.imdecode it (what LoadImageFromFile does): the ceiling
   decode+crop+resize  plus SCRFD's square crop (same scale choices, padded where it leaves the
@@ -127,12 +128,24 @@ def build_dataset(root: Path, img_size: int, baseline: bool):
     return DATASETS.build(cfg)
 
 
-def timed_pass(step: Callable[[int], object], count: int) -> float:
-    """Images per second of one pass over count images."""
-    start = time.perf_counter()
-    for i in range(count):
-        step(i)
-    return count / (time.perf_counter() - start)
+def interleaved_rates(variants: dict[str, Callable[[int], object]], count: int, rounds: int) -> dict[str, list]:
+    """Images/s of each variant per round, timing the variants image by image in rotating order.
+
+    On a shared machine a busy moment then slows every variant alike instead of one whole pass.
+    """
+    names = list(variants)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        spent = dict.fromkeys(names, 0.0)
+        for i in range(count):
+            shift = (i + round_index) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                variants[name](i)
+                spent[name] += time.perf_counter() - start
+        for name in names:
+            rates[name].append(count / spent[name])
+    return rates
 
 
 def device_photometric_ms(args: argparse.Namespace) -> str:
@@ -202,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         heights = [decode(p).shape[0] for p in paths]
         print(
             f"{len(paths)} JPEGs {args.width} px wide (heights {min(heights)}-{max(heights)}), "
-            f"input {args.img_size} px, one core (#{core}), median of {args.rounds} interleaved passes"
+            f"input {args.img_size} px, one core (#{core}), "
+            f"median of {args.rounds} passes, variants interleaved per image"
         )
         rng = np.random.default_rng(args.seed)
         np.random.seed(args.seed)  # the mmdet transforms draw from numpy's global RNG
@@ -210,14 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             "decode": lambda i: decode(paths[i]),
             "decode+crop+resize": lambda i: decode_crop_resize(paths[i], args.img_size, rng),
             "before (float photometric)": before.__getitem__,
-            "after (uint8 photometric)": after.__getitem__,
+            "after (photometric on device)": after.__getitem__,
         }
-        for step in variants.values():  # warm the page cache and the lazy imports
-            timed_pass(step, min(4, len(paths)))
-        rates: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.rounds):
-            for name, step in variants.items():
-                rates[name].append(timed_pass(step, len(paths)))
+        interleaved_rates(variants, min(4, len(paths)), 1)  # warm the page cache and the lazy imports
+        rates = interleaved_rates(variants, len(paths), args.rounds)
     median = {name: statistics.median(values) for name, values in rates.items()}
     ceiling = median["decode+crop+resize"]
     print(f"\n{'variant':<28} {'images/s/core':>13} {'min':>7} {'max':>7} {'of decode':>9} {'of d+c+r':>9}")
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<28} {value:>13.1f} {min(rates[name]):>7.1f} {max(rates[name]):>7.1f} "
             f"{value / median['decode']:>9.2f} {value / ceiling:>9.2f}"
         )
-    new, old = median["after (uint8 photometric)"], median["before (float photometric)"]
+    new, old = median["after (photometric on device)"], median["before (float photometric)"]
     print(f"\nafter / before: {new / old:.2f}x; after reaches {new / ceiling:.2f} of decode+crop+resize (goal 0.75)")
     print(f"\nthe photometric step moved to the device, per {args.img_size} px image: {device_photometric_ms(args):s}")
     print("\ncores one trial needs to feed a GPU (data loading only; one more core drives the GPU):")

@@ -168,11 +168,11 @@ class RandomSquareCrop(BaseTransform):
         """Keep the faces whose centre is inside; shift (and clip) their boxes and keypoints."""
         left, top = int(patch[0]), int(patch[1])
         side = int(patch[2] - patch[0])
-        boxes = results["gt_bboxes"][keep]
-        boxes.translate_([-left, -top])
+        # in numpy, then one box object: mmdet's per-op tensor methods cost more than the arithmetic
+        boxes = results["gt_bboxes"].numpy()[keep] - np.array([left, top, left, top], dtype=np.float32)
         if self.bbox_clip_border:
-            boxes.clip_((side, side))
-        results["gt_bboxes"] = boxes
+            boxes = np.clip(boxes, 0, side)
+        results["gt_bboxes"] = type(results["gt_bboxes"])(boxes)
         for key in ("gt_bboxes_labels", "gt_ignore_flags"):
             if key in results:
                 results[key] = results[key][keep]
@@ -303,6 +303,23 @@ def flip_keypoints(keypoints: np.ndarray, img_shape: tuple[int, int], direction:
 @TRANSFORMS.register_module()
 class FaceRandomFlip(RandomFlip):
     """mmdet RandomFlip that also mirrors gt_keypoints and swaps eyes 0<->1, mouth corners 3<->4."""
+
+    def _choose_direction(self) -> str | None:
+        """mmcv's choice (a direction, or None for no flip) with the same single draw from numpy's RNG.
+
+        mmcv calls np.random.choice(directions, p=...), which draws one random_sample() and picks the
+        first cumulative probability above it; the array set-up around that costs more than the flip.
+        """
+        directions = list(self.direction) if isinstance(self.direction, (list, tuple)) else [self.direction]
+        probs = list(self.prob) if isinstance(self.prob, list) else [self.prob / len(directions)] * len(directions)
+        probs.append(1.0 - sum(probs))
+        total, cumulative = sum(probs), 0.0
+        draw = np.random.random_sample()
+        for choice, prob in zip([*directions, None], probs, strict=True):
+            cumulative += prob
+            if draw < cumulative / total:
+                return choice
+        return None
 
     def _flip(self, results: dict) -> None:
         """Flip image, boxes and keypoints.
