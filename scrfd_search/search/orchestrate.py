@@ -139,7 +139,10 @@ def init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address is None:
+        # "local": a new Ray of our own. Without it ray.init() joins whatever Ray was started last on
+        # this machine (another user's, a test cluster) and then refuses num_cpus/num_gpus.
         ray.init(
+            address="local",
             num_cpus=local_cpus(),
             num_gpus=local_gpus(),
             include_dashboard=False,
