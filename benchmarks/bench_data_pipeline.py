@@ -1,16 +1,21 @@
 """Training data pipeline throughput on one core, against decode-only and decode+crop+resize ceilings.
 
 Writes a demo data set of WIDER-sized JPEGs (--width px wide, default 1024) to a temporary folder,
-pins this process to one core (OpenCV and torch single-threaded) and measures, interleaved over
---rounds passes (the median pass is reported, so a busy neighbour spoils one pass, not the result):
+pins this process to one core (OpenCV and torch single-threaded) and measures, over --rounds
+passes, every variant on each image in turn (so a busy neighbour slows all variants alike; the
+median pass is reported):
 
   decode            read the file and cv2.imdecode it (what LoadImageFromFile does): the ceiling
   decode+crop+resize  plus SCRFD's square crop (same scale choices, padded where it leaves the
-                    image) and cv2.resize to --img-size: the ceiling of any pipeline with those steps
-  before            the training pipeline as it was: mmdet's float32 PhotoMetricDistortion, the crop
-                    built with np.full + copy, mmdet's np.flip view
-  after             the training pipeline now (train_pipeline(): uint8 lookup-table photometric,
-                    crop as a view or one OpenCV pad, cv2.flip)
+                    image) resized to --img-size, the cheapest way known (crop_and_resize): the
+                    ceiling of any pipeline with those steps
+  (crop inside, no pad)  the same with the square kept inside the image: a cheaper ceiling that
+                    SCRFD's large crops (up to twice the short side) cannot reach; for reference
+  before            the training pipeline as it was: every crop cut and padded into a filled array,
+                    then resized; mmdet's np.flip view; mmdet's float32 PhotoMetricDistortion
+  after             the training pipeline now (train_pipeline()): the crop resized straight from
+                    the image, cv2.flip, the photometric parameters drawn here and applied later
+                    on the trial's device (its cost there is printed separately)
 
 and then how many cores one trial needs to feed a GPU that trains at each --gpu-rates images/s.
 
@@ -35,7 +40,7 @@ import numpy as np
 from scrfd_search.config_builder import register_modules
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.data.pipelines import LARGE_CROPS, dataset_config
-from scrfd_search.data.transforms import FaceRandomFlip, RandomSquareCrop
+from scrfd_search.data.transforms import FaceRandomFlip, RandomSquareCrop, crop_and_resize
 
 
 class BaselineSquareCrop(RandomSquareCrop):
@@ -105,18 +110,24 @@ def decode(path: str) -> np.ndarray:
 
 
 def decode_crop_resize(path: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Decode, cut a square of a LARGE_CROPS share of the short side (padded outside), resize to size."""
+    """Decode, then the size x size resize of a square of a LARGE_CROPS share of the short side at a
+    random position (pad where it leaves the image), made the cheapest way known (crop_and_resize)."""
     img = decode(path)
     height, width = img.shape[:2]
     side = max(1, int(rng.choice(LARGE_CROPS) * min(height, width)))
     left = int(rng.integers(min(0, width - side), max(0, width - side) + 1))
     top = int(rng.integers(min(0, height - side), max(0, height - side) + 1))
-    x1, y1, x2, y2 = max(left, 0), max(top, 0), min(left + side, width), min(top + side, height)
-    pads = (y1 - top, top + side - y2, x1 - left, left + side - x2)
-    crop = img[y1:y2, x1:x2]
-    if any(pads):
-        crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_CONSTANT, value=[128.0, 128.0, 128.0])
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    return crop_and_resize(img, left, top, side, (size, size), 128)
+
+
+def decode_crop_resize_inside(path: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """As decode_crop_resize, with the square capped at the short side and kept inside the image
+    (no padding): the cheaper ceiling of a crop that never leaves the image (not SCRFD's)."""
+    img = decode(path)
+    height, width = img.shape[:2]
+    side = max(1, int(min(1.0, rng.choice(LARGE_CROPS)) * min(height, width)))
+    left, top = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+    return crop_and_resize(img, left, top, side, (size, size), 128)
 
 
 def build_dataset(root: Path, img_size: int, baseline: bool):
@@ -129,12 +140,61 @@ def build_dataset(root: Path, img_size: int, baseline: bool):
     return DATASETS.build(cfg)
 
 
-def timed_pass(step: Callable[[int], object], count: int) -> float:
-    """Images per second of one pass over count images."""
-    start = time.perf_counter()
-    for i in range(count):
-        step(i)
-    return count / (time.perf_counter() - start)
+def interleaved_rates(variants: dict[str, Callable[[int], object]], count: int, rounds: int) -> dict[str, list]:
+    """Images/s of each variant per round, timing the variants image by image in rotating order.
+
+    On a shared machine a busy moment then slows every variant alike instead of one whole pass.
+    """
+    names = list(variants)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        spent = dict.fromkeys(names, 0.0)
+        for i in range(count):
+            shift = (i + round_index) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                variants[name](i)
+                spent[name] += time.perf_counter() - start
+        for name in names:
+            rates[name].append(count / spent[name])
+    return rates
+
+
+def device_photometric_ms(args: argparse.Namespace) -> str:
+    """Milliseconds FaceDataPreprocessor's distortion takes per image on this core (and on a GPU if any)."""
+    import torch
+
+    from scrfd_search.models.preprocessor import photometric_distortion
+
+    params = {
+        "mode": 1,
+        "brightness": True,
+        "contrast": True,
+        "saturation": True,
+        "hue": True,
+        "swap": True,
+        "delta": 10.0,
+        "alpha": 1.2,
+        "saturation_value": 1.3,
+        "hue_value": 9.0,
+        "order": [2, 0, 1],
+    }  # fmt: skip  (every step on: the most expensive draw)
+    generator = torch.Generator().manual_seed(args.seed)
+    img = torch.randint(0, 256, (3, args.img_size, args.img_size), dtype=torch.uint8, generator=generator)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    out = []
+    for device in devices:
+        x = img.to(device)
+        photometric_distortion(x, params)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(20):
+            photometric_distortion(x, params)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        out.append(f"{device} {(time.perf_counter() - start) / 20 * 1000:.1f} ms")
+    return ", ".join(out) + " (all steps on; paid by the training process, not the loader)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,22 +227,20 @@ def main(argv: list[str] | None = None) -> int:
         heights = [decode(p).shape[0] for p in paths]
         print(
             f"{len(paths)} JPEGs {args.width} px wide (heights {min(heights)}-{max(heights)}), "
-            f"input {args.img_size} px, one core (#{core}), median of {args.rounds} interleaved passes"
+            f"input {args.img_size} px, one core (#{core}), "
+            f"median of {args.rounds} passes, variants interleaved per image"
         )
         rng = np.random.default_rng(args.seed)
         np.random.seed(args.seed)  # the mmdet transforms draw from numpy's global RNG
         variants: dict[str, Callable[[int], object]] = {
             "decode": lambda i: decode(paths[i]),
             "decode+crop+resize": lambda i: decode_crop_resize(paths[i], args.img_size, rng),
+            "  (crop inside, no pad)": lambda i: decode_crop_resize_inside(paths[i], args.img_size, rng),
             "before (float photometric)": before.__getitem__,
-            "after (uint8 photometric)": after.__getitem__,
+            "after (photometric on device)": after.__getitem__,
         }
-        for step in variants.values():  # warm the page cache and the lazy imports
-            timed_pass(step, min(4, len(paths)))
-        rates: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.rounds):
-            for name, step in variants.items():
-                rates[name].append(timed_pass(step, len(paths)))
+        interleaved_rates(variants, min(4, len(paths)), 1)  # warm the page cache and the lazy imports
+        rates = interleaved_rates(variants, len(paths), args.rounds)
     median = {name: statistics.median(values) for name, values in rates.items()}
     ceiling = median["decode+crop+resize"]
     print(f"\n{'variant':<28} {'images/s/core':>13} {'min':>7} {'max':>7} {'of decode':>9} {'of d+c+r':>9}")
@@ -191,8 +249,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<28} {value:>13.1f} {min(rates[name]):>7.1f} {max(rates[name]):>7.1f} "
             f"{value / median['decode']:>9.2f} {value / ceiling:>9.2f}"
         )
-    new, old = median["after (uint8 photometric)"], median["before (float photometric)"]
-    print(f"\nafter / before: {new / old:.2f}x; after reaches {new / ceiling:.2f} of decode+crop+resize (goal 0.75)")
+    new, old = median["after (photometric on device)"], median["before (float photometric)"]
+    inside = median["  (crop inside, no pad)"]
+    print(
+        f"\nafter / before: {new / old:.2f}x; after reaches {new / ceiling:.2f} of decode+crop+resize (goal 0.75), "
+        f"{new / inside:.2f} of the no-padding variant, {new / median['decode']:.2f} of decode alone"
+    )
+    print(f"\nthe photometric step moved to the device, per {args.img_size} px image: {device_photometric_ms(args):s}")
     print("\ncores one trial needs to feed a GPU (data loading only; one more core drives the GPU):")
     print(f"{'GPU images/s':>12} {'before':>8} {'after':>8}")
     for rate in (float(r) for r in args.gpu_rates.split(",") if r.strip()):

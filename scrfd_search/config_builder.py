@@ -296,8 +296,11 @@ def build_model(arch: ArchSpec, init_weights: bool = True) -> Any:
     return model
 
 
-def _dataset(data: DataSettings, split: str) -> dict:
-    """One split's dataset config, with the layout defaults, overrides and optional subset."""
+def _dataset(data: DataSettings, split: str, device: str = "auto") -> dict:
+    """One split's dataset config, with the layout defaults, overrides and optional subset.
+
+    Photometric distortion runs on the GPU unless the run is on the CPU (see train_pipeline).
+    """
     is_train = split == "train"
     cfg = dataset_config(
         data.data_root,
@@ -307,6 +310,7 @@ def _dataset(data: DataSettings, split: str) -> dict:
         with_keypoints=data.with_keypoints,
         layout=data.layout,
         bbox_clip_border=data.bbox_clip_border,
+        photometric_on_device=device != "cpu",
     )
     ann, img = (data.train_ann, data.train_img) if is_train else (data.val_ann, data.val_img)
     if ann:
@@ -328,7 +332,7 @@ def dataloader_config(data: DataSettings, device: str = "auto") -> dict:
         batch_size=data.val_batch_size,
         drop_last=False,
         sampler=dict(type="DefaultSampler", shuffle=False),
-        dataset=_dataset(data, "val"),
+        dataset=_dataset(data, "val", device),
         **workers,
     )
     evaluator = dict(type="WiderFaceMetric", gt_dir=data.gt_dir)
@@ -336,7 +340,7 @@ def dataloader_config(data: DataSettings, device: str = "auto") -> dict:
         train_dataloader=dict(
             batch_size=data.batch_size,
             sampler=dict(type="DefaultSampler", shuffle=True),
-            dataset=_dataset(data, "train"),
+            dataset=_dataset(data, "train", device),
             **workers,
         ),
         val_dataloader=val_loader,

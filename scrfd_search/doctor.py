@@ -213,7 +213,7 @@ def data_check(data: str | None) -> tuple[Check, int]:
         for split in ("train", "val"):
             records = parse_wider_txt(root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt")
             folder = root / f"WIDER_{split}" / "images"
-            missing = sum(not (folder / r.file_name).is_file() for r in records)
+            missing = sum(not (folder / r.name).is_file() for r in records)
             if missing:
                 raise UserError(f"--data: {folder}: {missing} of the {len(records)} annotated images are missing")
             counts[split] = len(records)

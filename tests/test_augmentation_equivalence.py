@@ -23,7 +23,7 @@ from scrfd_search.data.transforms import (
 )
 from scrfd_search.models.preprocessor import PHOTOMETRIC_KEY, FaceDataPreprocessor, photometric_distortion
 
-DRAWS = 120
+DRAWS = 200
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +66,16 @@ def test_crop_is_the_patch_padded_outside_the_image() -> None:
         assert np.array_equal(got, filled_crop(img, patch, 128)), patch
 
 
-def test_lazy_crop_and_resize_is_resizing_the_padded_crop() -> None:
+def test_lazy_crop_and_resize_equals_resizing_the_padded_crop() -> None:
     rng = np.random.default_rng(3)
     img = cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), (5, 5), 2)
-    patches = [(50, 20, 250), (-100, -60, 500), (200, 100, 600), (-30, 10, 160), (0, 0, 300), (150, -200, 450)]
+    patches = [
+        (50, 20, 250), (-100, -60, 500), (200, 100, 600), (-30, 10, 160), (0, 0, 300), (150, -200, 450), (500, 0, 50)
+    ]  # fmt: skip
     for left, top, side in patches:
         expected = cv2.resize(filled_crop(img, (left, top, left + side, top + side), 128), (128, 128))
         got = crop_and_resize(img, left, top, side, (128, 128), 128)
-        diff = np.abs(got.astype(int) - expected.astype(int))
-        assert diff.max() <= 1 and diff.mean() < 0.1, (left, top, side, diff.max(), diff.mean())
+        assert np.array_equal(got, expected), (left, top, side)
 
 
 @pytest.mark.parametrize("direction", ["horizontal", "vertical", "diagonal"])
@@ -111,7 +112,7 @@ def on_device(img: np.ndarray, params: dict) -> np.ndarray:
 
 
 def test_photometric_on_the_device_is_mmdets_distortion(demo_data: Path) -> None:
-    pictures = images(demo_data)
+    pictures = [cv2.resize(p, (96, 96), interpolation=cv2.INTER_AREA) for p in images(demo_data)]
     mmdet_t, draw_t = PhotoMetricDistortion(), DrawPhotoMetricDistortion()
     old_stats, new_stats, worst = [], [], []
     for draw in range(DRAWS):
@@ -184,10 +185,24 @@ def test_pipeline_crops_flips_and_landmarks_are_those_of_the_old_pipeline(demo_d
         assert a["inputs"].dtype.is_floating_point and b["inputs"].dtype == torch.uint8
         assert a["inputs"].shape == b["inputs"].shape == (3, 128, 128)
         # the device applies the drawn distortion: the image the model sees is the old pipeline's
-        # (up to the lazy crop's OpenCV rounding: 1 grey level, scaled by contrast and HSV)
         on = photometric_distortion(b["inputs"], sb.metainfo[PHOTOMETRIC_KEY])
-        diff = torch.abs(on - a["inputs"])
-        assert diff.mean() < 0.25 and torch.mean((diff > 2.5).float()) < 1e-3, (diff.mean(), diff.max())
+        assert torch.mean((torch.abs(on - a["inputs"]) > 0.01).float()) < 1e-3
         flips.append(sb.flip)
     # flips at rate 1/2: within 4 standard deviations over 96 samples
     assert abs(np.mean(flips) - 0.5) < 4 * np.sqrt(0.25 / len(flips))
+
+
+def test_a_training_step_on_drawn_photometric_batches(demo_data: Path) -> None:
+    from mmengine.dataset import pseudo_collate
+    from mmengine.optim import OptimWrapper
+
+    from scrfd_search.config_builder import build_model
+    from scrfd_search.space.published import PUBLISHED
+
+    samples = pipeline_outputs(demo_data, "DrawPhotoMetricDistortion", seed=1, count=2)
+    assert all(PHOTOMETRIC_KEY in s["data_samples"].metainfo for s in samples)
+    model = build_model(PUBLISHED["scrfd_500m"]).train()
+    assert isinstance(model.data_preprocessor, FaceDataPreprocessor)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3))
+    losses = model.train_step(pseudo_collate(samples), optim)
+    assert all(torch.isfinite(v).all() for v in losses.values())

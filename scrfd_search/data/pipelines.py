@@ -24,11 +24,14 @@ def train_pipeline(
     crop_choice: Sequence[float] = LARGE_CROPS,
     with_keypoints: bool = False,
     bbox_clip_border: bool = True,
+    photometric_on_device: bool = True,
 ) -> list[dict]:
     """The reference training pipeline: load, crop, resize to a square, flip, photometric, pack.
 
-    The photometric step only draws its parameters here; FaceDataPreprocessor applies them to the
-    batch on the training device (see scrfd_search.models.preprocessor).
+    With photometric_on_device (for GPU training) the loader only draws the photometric parameters
+    and FaceDataPreprocessor applies them to the batch on the GPU (scrfd_search.models.preprocessor);
+    otherwise (CPU training, where the training process is the bottleneck) the loader applies mmdet's
+    PhotoMetricDistortion itself. Both draw the same parameters from the same RNG.
     `bbox_clip_border` False keeps boxes that stick out of the crop unclipped in crop and resize, as
     the reference's full-schedule 2.5GF and 10GF configs do.
     """
@@ -44,7 +47,7 @@ def train_pipeline(
         dict(type="FaceResize", scale=(img_size, img_size), keep_ratio=False, clip_object_border=bbox_clip_border),
         dict(type="FaceRandomFlip", prob=0.5),
         dict(
-            type="DrawPhotoMetricDistortion",
+            type="DrawPhotoMetricDistortion" if photometric_on_device else "PhotoMetricDistortion",
             brightness_delta=32,
             contrast_range=(0.5, 1.5),
             saturation_range=(0.5, 1.5),
@@ -73,6 +76,7 @@ def dataset_config(
     layout: str = "wider",
     min_size: float | None = None,
     bbox_clip_border: bool = True,
+    photometric_on_device: bool = True,
 ) -> dict:
     """A dataset config for `data_root` in the official ('wider') or RetinaFace ('retinaface') layout.
 
@@ -98,7 +102,7 @@ def dataset_config(
         test_mode=not is_train,
         min_size=min_size,
         pipeline=(
-            train_pipeline(img_size, crop_choice, with_keypoints, bbox_clip_border)
+            train_pipeline(img_size, crop_choice, with_keypoints, bbox_clip_border, photometric_on_device)
             if is_train
             else test_pipeline(img_size)
         ),

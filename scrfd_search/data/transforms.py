@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+import torch
 from mmcv.transforms import BaseTransform
 from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs, PhotoMetricDistortion, RandomFlip, Resize
 from mmdet.registry import TRANSFORMS
@@ -93,9 +94,7 @@ class RandomSquareCrop(BaseTransform):
     no choice exceeds 1, the scale grows by 1.2), as in the reference.
 
     With `lazy`, the image is not cut here: the patch is left in results for the FaceResize that
-    must follow, which produces the resized crop straight from the image. A crop up to twice the
-    short side would otherwise be padded into an array of up to 2048 x 2048 x 3 only to be shrunk
-    to 640 x 640; the training pipeline spends that time on every other image.
+    must follow, which resizes a crop inside the image straight from a view of it (no copy).
     """
 
     def __init__(
@@ -167,11 +166,11 @@ class RandomSquareCrop(BaseTransform):
         """Keep the faces whose centre is inside; shift (and clip) their boxes and keypoints."""
         left, top = int(patch[0]), int(patch[1])
         side = int(patch[2] - patch[0])
-        boxes = results["gt_bboxes"][keep]
-        boxes.translate_([-left, -top])
+        # in numpy, then one box object: mmdet's per-op tensor methods cost more than the arithmetic
+        boxes = results["gt_bboxes"].numpy()[keep] - np.array([left, top, left, top], dtype=np.float32)
         if self.bbox_clip_border:
-            boxes.clip_((side, side))
-        results["gt_bboxes"] = boxes
+            boxes = np.clip(boxes, 0, side)
+        results["gt_bboxes"] = type(results["gt_bboxes"])(boxes)
         for key in ("gt_bboxes_labels", "gt_ignore_flags"):
             if key in results:
                 results[key] = results[key][keep]
@@ -215,37 +214,23 @@ def crop_and_resize(
 ) -> np.ndarray:
     """cv2.resize of the square patch (left, top, side) of img, padded with pad_value, to size (w, h).
 
-    A patch inside the image is resized from a view. Otherwise only the part of the output that
-    the image reaches is computed, by an affine warp with cv2.resize's pixel-centre mapping (the
-    rest is pad_value); the result equals resizing the padded patch up to OpenCV's fixed-point
-    rounding (at most 1 grey level).
+    A patch inside the image is resized from a view (no copy); one that leaves the image is padded
+    by OpenCV in one pass. The pixels are exactly those of resizing a filled copy of the patch: an
+    affine warp of only the covered part would be cheaper, but differs by a grey level here and
+    there, and short search runs turned out sensitive to that (a demo training stalled).
     """
     height, width = img.shape[:2]
-    out_w, out_h = size
-    if left >= 0 and top >= 0 and left + side <= width and top + side <= height:
-        return cv2.resize(img[top : top + side, left : left + side], size, interpolation=cv2.INTER_LINEAR)
-    sx, sy = out_w / side, out_h / side
-    out = np.full((out_h, out_w) + img.shape[2:], pad_value, dtype=img.dtype)
-    # output pixels whose sample (x + 0.5) / s - 0.5 + left lies within one pixel of the image
-    x0 = max(0, int(np.floor((max(left, 0) - left - 1) * sx)))
-    x1 = min(out_w, int(np.ceil((min(left + side, width) - left + 1) * sx)))
-    y0 = max(0, int(np.floor((max(top, 0) - top - 1) * sy)))
-    y1 = min(out_h, int(np.ceil((min(top + side, height) - top + 1) * sy)))
-    if x1 <= x0 or y1 <= y0:
-        return out
-    matrix = np.array(
-        [[1 / sx, 0, (x0 + 0.5) / sx - 0.5 + left], [0, 1 / sy, (y0 + 0.5) / sy - 0.5 + top]], dtype=np.float64
-    )
-    border = [float(pad_value)] * (img.shape[2] if img.ndim == 3 else 1)
-    out[y0:y1, x0:x1] = cv2.warpAffine(
-        img,
-        matrix,
-        (x1 - x0, y1 - y0),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=border,
-    )
-    return out
+    x1, y1 = min(max(left, 0), width), min(max(top, 0), height)
+    x2, y2 = max(min(left + side, width), x1), max(min(top + side, height), y1)
+    inside = img[y1:y2, x1:x2]
+    pads = (y1 - top, top + side - y2, x1 - left, left + side - x2)
+    if any(pads):
+        if inside.size == 0:
+            inside = np.full((side, side) + img.shape[2:], pad_value, dtype=img.dtype)
+        else:
+            value = [float(pad_value)] * (img.shape[2] if img.ndim == 3 else 1)
+            inside = cv2.copyMakeBorder(inside, *pads, cv2.BORDER_CONSTANT, value=value)
+    return cv2.resize(inside, size, interpolation=cv2.INTER_LINEAR)
 
 
 @TRANSFORMS.register_module()
@@ -303,6 +288,23 @@ def flip_keypoints(keypoints: np.ndarray, img_shape: tuple[int, int], direction:
 class FaceRandomFlip(RandomFlip):
     """mmdet RandomFlip that also mirrors gt_keypoints and swaps eyes 0<->1, mouth corners 3<->4."""
 
+    def _choose_direction(self) -> str | None:
+        """mmcv's choice (a direction, or None for no flip) with the same single draw from numpy's RNG.
+
+        mmcv calls np.random.choice(directions, p=...), which draws one random_sample() and picks the
+        first cumulative probability above it; the array set-up around that costs more than the flip.
+        """
+        directions = list(self.direction) if isinstance(self.direction, (list, tuple)) else [self.direction]
+        probs = list(self.prob) if isinstance(self.prob, list) else [self.prob / len(directions)] * len(directions)
+        probs.append(1.0 - sum(probs))
+        total, cumulative = sum(probs), 0.0
+        draw = np.random.random_sample()
+        for choice, prob in zip([*directions, None], probs, strict=True):
+            cumulative += prob
+            if draw < cumulative / total:
+                return choice
+        return None
+
     def _flip(self, results: dict) -> None:
         """Flip image, boxes and keypoints.
 
@@ -325,9 +327,22 @@ class FaceRandomFlip(RandomFlip):
 
 @TRANSFORMS.register_module()
 class PackFaceInputs(PackDetInputs):
-    """mmdet PackDetInputs that also packs gt_keypoints into gt_instances.keypoints (N, 5, 3) float."""
+    """mmdet PackDetInputs that also packs gt_keypoints into gt_instances.keypoints (N, 5, 3) float.
+
+    The image is packed as a channels-first view of the HWC array, not a contiguous copy: the data
+    preprocessor copies it anyway (BGR -> RGB, float, on the device), so the loader need not.
+    """
 
     mapping_table = {**PackDetInputs.mapping_table, "gt_keypoints": "keypoints"}
+
+    def transform(self, results: dict) -> dict:
+        """mmdet's packing, with the image as a (C, H, W) view."""
+        img = results.pop("img", None)
+        packed = super().transform(results)
+        if img is not None:
+            img = np.ascontiguousarray(img if img.ndim == 3 else img[..., None])
+            packed["inputs"] = torch.from_numpy(img).permute(2, 0, 1)
+        return packed
 
 
 @TRANSFORMS.register_module()

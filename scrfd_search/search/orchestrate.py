@@ -259,6 +259,8 @@ def init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address is None:
+        # "local": a new Ray of our own. Without it ray.init() joins whatever Ray was started last on
+        # this machine (another user's, a test cluster) and then refuses num_cpus/num_gpus.
         ray.init(
             # "local": always a private instance. Without it ray.init joins any cluster another user
             # started on this machine with `ray start --head` (and then refuses num_cpus)
