@@ -6,11 +6,13 @@ import math
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_overlaps
+from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
-from scrfd_search.config_builder import build_model
+from scrfd_search.config_builder import build_model, model_config, register_modules
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 
 
@@ -222,7 +224,14 @@ def test_image_without_faces_trains():
 @pytest.mark.slow  # about 30-50 s on a shared 2-core CPU
 def test_short_overfit_on_one_image_finds_its_faces_and_landmarks():
     torch.manual_seed(0)
-    model = build_model(ARCHS["basic-gn-shared-noconvs-kps"])
+    # The residual blocks' last BatchNorm starts at one here, not at the reference's zero: zero-init
+    # (the right start for a full run) leaves this 60-step, one-image check with one face of two even
+    # after 120 steps; what is tested is that head training and decoding agree.
+    cfg = model_config(ARCHS["basic-gn-shared-noconvs-kps"])
+    cfg["backbone"]["zero_init_residual"] = False
+    register_modules()
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
     batch = _batch()
     batch["inputs"], batch["data_samples"] = batch["inputs"][:1], batch["data_samples"][:1]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)

@@ -134,7 +134,7 @@ def test_search_samples_recipes_with_the_architectures_and_exports_a_non_sgd_tri
     assert {i: r.arch for i, r in by_index.items()} == {i: c.arch for i, c in enumerate(candidates)}
     assert {i: Recipe.from_dict(r.recipe) for i, r in by_index.items()} == dict(enumerate(recipes))
     experiment = ExperimentStore(results / "rs").read_experiment()
-    assert RecipeSpace.from_dict(experiment["recipe_space"]) == section
+    assert RecipeSpace.from_dict(experiment.recipe_space) == section
     status = cli("status", "rs", "--results-dir", str(results))
     assert "recipe: searched: optimizer sgd/adaboundw" in status.stdout
     assert all(f"{r.recipe['lr']:.3g}" in status.stdout for r in rows)

@@ -37,16 +37,16 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def same_auth_mode_as_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start the test cluster in the auth mode `launch --address` uses (token when a token exists).
+def one_auth_mode_for_cluster_and_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test cluster, this process and the launched driver in one auth mode: off, unless chosen.
 
-    `ray start --head` turns token auth on by itself when ~/.ray/auth_token exists, and `launch`
-    then presents the token (send_ray_auth_token). A cluster without auth joined by a token-mode
-    driver accepts the driver but cancels every trial's actor before it runs (measured, Ray 2.60).
+    Ray fixes its auth mode when it is first imported (this test process may already have imported it,
+    without auth), while `ray start --head` turns token auth on by itself when ~/.ray/auth_token exists;
+    so the mode is set explicitly for the cluster's processes and the driver they start. (A token-mode
+    driver joining a cluster without auth has every trial's actor cancelled: measured, Ray 2.60.)
     """
-    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    if not os.environ.get("RAY_AUTH_MODE") and (os.environ.get("RAY_AUTH_TOKEN") or token.is_file()):
-        monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    if not os.environ.get("RAY_AUTH_MODE"):
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
 
 
 def start_cluster(nodes: list[dict]) -> object:
@@ -93,7 +93,7 @@ def placements(store: ExperimentStore) -> dict[str, tuple[dict, float, float]]:
     """Per trial: the placement it recorded at start, the start time and the end time."""
     out = {}
     for row in store.read_trials():
-        events = read_events(Path(row.extra["work_dir"]))
+        events = read_events(store.path / row.extra["work_dir"])  # relative to the store
         start = next(e for e in events if e["event"] == "start")
         end = next(e for e in events if e["event"] == "end")
         out[row.trial_id] = (start["placement"], start["time"], end["time"])
@@ -119,7 +119,7 @@ def test_one_gpu_per_trial_runs_eight_trials_each_on_its_own_gpu(dgx1: str, demo
     elapsed = time.time() - start
     assert done.returncode == 0, done.stderr[-3000:]
     store = ExperimentStore(tmp_path / "dgx")
-    assert store.read_experiment()["max_concurrent"] == 8
+    assert store.read_experiment().settings.max_concurrent == 8
     assert [r.state for r in store.read_trials()] == ["TERMINATED"] * 8
     found = placements(store)
     gpu_ids = [p["gpu_ids"] for p, _, _ in found.values()]
@@ -147,7 +147,7 @@ def test_half_a_gpu_per_trial_packs_two_trials_on_each_gpu_of_two_nodes(
     elapsed = time.time() - start
     assert done.returncode == 0, done.stderr[-3000:]
     store = ExperimentStore(tmp_path / "half")
-    assert store.read_experiment()["max_concurrent"] == 16
+    assert store.read_experiment().settings.max_concurrent == 16
     assert [r.state for r in store.read_trials()] == ["TERMINATED"] * 16
     found = placements(store)
     assert all(len(p["gpu_ids"]) == 1 for p, _, _ in found.values())

@@ -76,14 +76,16 @@ class WiderFaceMetric(BaseMetric):
         self.iou_threshold = iou_threshold
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
-        """Keep each sample's (event, image, x1 y1 x2 y2 boxes, scores), dropping non-finite detections."""
+        """Keep each sample's (event, image, x1 y1 x2 y2 boxes, scores), dropping non-finite or inverted boxes."""
         for sample in data_samples:
             event, image = image_key(_field(sample, "img_path"))
             instances = _field(sample, "pred_instances")
             boxes = _as_numpy(_field(instances, "bboxes")).reshape(-1, 4)
             scores = _as_numpy(_field(instances, "scores")).reshape(-1)
-            finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
-            self.results.append((event, image, boxes[finite], scores[finite], int((~finite).sum())))
+            # a box with x2 < x1 or y2 < y1 is no box: prediction files refuse negative sizes, so drop it here too
+            keep = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+            keep &= (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+            self.results.append((event, image, boxes[keep], scores[keep], int((~keep).sum())))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """AP per subset over the collected results; optionally write the prediction files."""
@@ -107,7 +109,7 @@ class WiderFaceMetric(BaseMetric):
         logger.info(
             f"WIDER FACE AP on {result.num_images} images ({result.num_predictions} predictions"
             + (f"; {outside} processed images are not in the ground truth" if outside else "")
-            + (f"; {dropped} detections with NaN or infinite values dropped" if dropped else "")
+            + (f"; {dropped} detections with NaN, infinite or negative sizes dropped" if dropped else "")
             + "): "
             + ", ".join(f"{subset} {100 * result.ap[subset]:.2f}" for subset in SUBSETS)
         )

@@ -376,6 +376,14 @@ class SCRFDHead(AnchorHead):
         results = super()._bbox_post_process(results, cfg, rescale=rescale, with_nms=False, img_meta=img_meta)
         if not with_nms or results.bboxes.numel() == 0:
             return results
+        if cfg.get("min_bbox_size", -1) >= 0:  # mmdet applies its size filter only on its own NMS path
+            boxes = get_box_tensor(results.bboxes)
+            min_size = cfg["min_bbox_size"]
+            valid = (boxes[:, 2] - boxes[:, 0] > min_size) & (boxes[:, 3] - boxes[:, 1] > min_size)
+            if not valid.all():
+                results = results[valid]
+                if results.bboxes.numel() == 0:
+                    return results
         nms = cfg.nms
         if nms.get("type", "nms") != "nms":
             raise ValueError(f"test_cfg.nms.type: only 'nms' is supported, got {nms.get('type')!r}")
