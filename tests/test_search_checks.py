@@ -44,7 +44,7 @@ def test_data_folder_without_the_layout(tmp_path, capsys, demo_data):
     broken = tmp_path / "broken"
     (broken / "WIDER_train" / "images").mkdir(parents=True)
     code, err = launch(capsys, tmp_path, "--space", str(STEP1_SPACE), "--data", str(broken), "--name", "a")
-    assert_one_line_error(code, err, "--data", "missing WIDER_val/images")
+    assert_one_line_error(code, err, "--data", "missing wider_face_split/wider_face_train_bbx_gt.txt")
 
 
 def test_bad_space_file(tmp_path, capsys, demo_data):

@@ -6,32 +6,21 @@ import os
 import socket
 from pathlib import Path
 
+from scrfd_search.config_builder import widerface_data
 from scrfd_search.data.preflight import check_split
 from scrfd_search.errors import UserError
-
-# What a WIDER FACE (or demo) data folder must hold for a search to train and validate.
-REQUIRED_DATA_PATHS = (
-    "WIDER_train/images",
-    "WIDER_val/images",
-    "wider_face_split/wider_face_train_bbx_gt.txt",
-    "wider_face_split/wider_face_val_bbx_gt.txt",
-    "wider_face_split/wider_face_val.mat",
-    "wider_face_split/wider_easy_val.mat",
-    "wider_face_split/wider_medium_val.mat",
-    "wider_face_split/wider_hard_val.mat",
-)
+from scrfd_search.training.data_checks import check_data
 
 
 def check_data_root(path: str | os.PathLike) -> Path:
-    """The data folder, absolute, after checking the WIDER FACE layout is present."""
+    """The data folder, absolute, after checking the WIDER FACE layout is present (training.data_checks)."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise UserError(f"--data: {path}: no such folder (expected a WIDER FACE layout, see `demo-data`)")
-    for rel in REQUIRED_DATA_PATHS:
-        if not (root / rel).exists():
-            raise UserError(
-                f"--data: {root}: missing {rel} (expected the WIDER FACE layout: {', '.join(REQUIRED_DATA_PATHS)})"
-            )
+    try:
+        check_data(widerface_data(str(root)))
+    except UserError as exc:
+        raise UserError(f"--data: {exc}") from None
     return root
 
 

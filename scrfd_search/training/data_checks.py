@@ -25,9 +25,10 @@ def check_data(data: DataSettings) -> None:
         ann = (data.train_ann if split == "train" else data.val_ann) or layout["ann_file"]
         img = (data.train_img if split == "train" else data.val_img) or layout["data_prefix"]["img"]
         if not (root / ann).is_file():
-            raise UserError(f"{root / ann}: {split} annotation file not found")
+            raise UserError(f"{root}: missing {ann} (the {split} annotation file {root / ann} was not found)")
+        img = img.rstrip("/")
         if not (root / img).is_dir():
-            raise UserError(f"{root / img}: {split} image folder not found")
+            raise UserError(f"{root}: missing {img} (the {split} image folder {root / img} was not found)")
     gt_dir = Path(data.gt_dir)
     if not gt_dir.is_dir():
         raise UserError(f"{gt_dir}: ground-truth folder not found (expected the WIDER FACE val .mat files)")
