@@ -55,11 +55,11 @@ from scrfd_search.search.status_table import recipe_text
 from scrfd_search.search.store import ExperimentStore, TrialRecord, record_from_config, store_path, with_checkpoint
 from scrfd_search.search.trial import (
     TRIAL_FILE,
-    TrialSettings,
     data_workers,
     finished_result,
     read_events,
     run_trial,
+    trial_settings,
 )
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import DEFAULT_INPUT_SHAPE, SearchSpace, load_recipe_section
@@ -309,21 +309,8 @@ def build_trainable(settings: SearchSettings) -> Any:
     """run_trial bound to the search's trial settings, with the per-trial resources."""
     from ray import tune
 
-    trial_settings = TrialSettings(
-        data_root=settings.data_root,
-        img_size=settings.img_size,
-        batch_size=settings.batch_size,
-        epochs=settings.epochs,
-        recipe=settings.recipe().to_dict(),  # trials of a search with a `recipe:` section carry their own
-        val_interval=settings.validation_every,
-        seed=settings.seed,
-        trials_root=str(settings.trials_root.resolve()),
-        device=settings.device,
-        threads=max(1, int(settings.cpus_per_trial)),
-        amp=settings.amp,
-    )
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial or 0.0}
-    return tune.with_resources(tune.with_parameters(run_trial, settings=trial_settings), resources)
+    return tune.with_resources(tune.with_parameters(run_trial, settings=trial_settings(settings)), resources)
 
 
 def recipe_space_of(record: ExperimentRecord) -> RecipeSpace | None:

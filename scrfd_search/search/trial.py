@@ -8,38 +8,62 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.config_builder import DataSettings, Schedule
+from scrfd_search.config_builder import DataSettings, Schedule, widerface_data
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.recipe import Recipe
+from scrfd_search.search.settings import SearchSettings
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.data_checks import warmup_iters_for
 
 EVENTS_FILE = "trial_events.jsonl"
 TRIAL_FILE = "trial.json"  # the trial's config (key, arch, FLOPs, candidate): what a leaderboard rebuild reads
 RESULT_FILE = "result.json"  # written by training.train_candidate when a run trains to its end
-GT_DIR = "wider_face_split"  # where the four evaluation .mat files lie, beside the text annotations
 
 
 @dataclass(frozen=True)
 class TrialSettings:
-    """The launch options every trial needs (the same for all trials of a search)."""
+    """What every trial of a search trains with: the data and schedule (translated once from the launch
+    settings, by trial_settings) and where and how it runs. A trial's own recipe, when its config
+    carries one, replaces the schedule's."""
 
-    data_root: str
-    img_size: int
-    batch_size: int
-    epochs: int
-    recipe: dict[str, Any]  # the search's recipe (Recipe.to_dict), for trials whose config carries none
-    val_interval: int
+    data: DataSettings
+    schedule: Schedule
     seed: int
     trials_root: str
     device: str
     threads: int
     amp: bool = False
+
+
+def trial_settings(search: SearchSettings) -> TrialSettings:
+    """The trial settings of a search: WIDER FACE data at its root, the search schedule and resources."""
+    threads = max(1, int(search.cpus_per_trial))
+    data = replace(
+        widerface_data(search.data_root),
+        img_size=search.img_size,
+        batch_size=search.batch_size,
+        num_workers=data_workers(threads),
+    )
+    # The reference's search (configs/scrfdgen*/, search_tools/search_train.py) trains each candidate
+    # on one GPU, 8 images per batch, at lr 0.01 as given: Schedule.search does not rescale the lr.
+    schedule = replace(
+        Schedule.search(search.epochs, search.recipe(), search.validation_every),
+        warmup_iters=warmup_iters_for(data, search.epochs),
+    )
+    return TrialSettings(
+        data=data,
+        schedule=schedule,
+        seed=search.seed,
+        trials_root=str(search.trials_root.resolve()),
+        device=search.device,
+        threads=threads,
+        amp=search.amp,
+    )
 
 
 def data_workers(cpus_per_trial: float) -> int:
@@ -152,7 +176,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     done = finished_result(work_dir)
     if done is not None:
         # trained to its end by an earlier driver that died before recording it: report, never retrain
-        tune.report(ap_metrics(int(done.get("epochs_run", settings.epochs)), done))
+        tune.report(ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done))
         return
     if not (work_dir / TRIAL_FILE).is_file():
         atomic_write_json(work_dir / TRIAL_FILE, {"config": config})
@@ -163,7 +187,9 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     resume = _has_checkpoint(work_dir)
     append_event(work_dir, "start", resume=resume, placement=placement)
     arch = ArchSpec.from_dict(config["arch"], "trial config")
-    recipe = Recipe.from_dict(config.get("recipe") or settings.recipe, "trial config")
+    schedule = settings.schedule
+    if config.get("recipe"):
+        schedule = replace(schedule, recipe=Recipe.from_dict(config["recipe"], "trial config"))
     reported: list[int] = []
 
     def on_validation(epoch: int, aps: dict[str, float]) -> None:
@@ -173,25 +199,10 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         tune.report({**metrics, "placement": placement})
         reported.append(epoch)
 
-    data = DataSettings(
-        data_root=settings.data_root,
-        gt_dir=str(Path(settings.data_root) / GT_DIR),
-        img_size=settings.img_size,
-        batch_size=settings.batch_size,
-        num_workers=placement["workers"],
-    )
     result = train_candidate(
         arch,
-        data,
-        Schedule(
-            epochs=settings.epochs,
-            recipe=recipe,
-            # The reference's search (configs/scrfdgen*/, search_tools/search_train.py) trains each
-            # candidate on one GPU, 8 images per batch, at lr 0.01 as given: mmdet 2.x never rescales.
-            base_batch_size=None,
-            warmup_iters=warmup_iters_for(data, settings.epochs),
-            val_interval=settings.val_interval,
-        ),
+        settings.data,
+        schedule,
         work_dir,
         device=device,
         seed=settings.seed,
