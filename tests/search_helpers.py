@@ -11,9 +11,18 @@ from scrfd_search.flops.analytic import count_flops
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import ExperimentStore, TrialRecord
+from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.space.search_space import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
+# A tiny detector that trains an epoch on a few demo images in seconds (tests that run training).
+TINY_ARCH = ArchSpec(
+    block="basic",
+    stem_width=8,
+    stages=tuple(StageSpec(1, w) for w in (8, 16, 16, 32)),
+    neck=NeckSpec(16),
+    head=HeadSpec(num_convs=1, width=16, norm="gn", gn_groups=4),
+)
 STEP1_SPACE = REPO / "search_spaces" / "scrfd_0.5gf_step1.yaml"
 STEP2_SPACE = REPO / "search_spaces" / "scrfd_0.5gf_step2.yaml"
 

@@ -10,22 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from search_helpers import STEP1_SPACE
+from search_helpers import STEP1_SPACE, TINY_ARCH
 
 from scrfd_search.cli import main
 from scrfd_search.data.annotations import parse_retinaface_txt, parse_wider_txt
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.predictions import read_prediction_file
-from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
-
-TINY_ARCH = ArchSpec(
-    block="basic",
-    stem_width=8,
-    stages=tuple(StageSpec(1, w) for w in (8, 16, 16, 32)),
-    neck=NeckSpec(16),
-    head=HeadSpec(num_convs=1, width=16, norm="gn", gn_groups=4),
-)
 
 
 @pytest.fixture(scope="module")

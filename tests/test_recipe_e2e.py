@@ -10,27 +10,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from search_helpers import STEP1_SPACE
+from search_helpers import STEP1_SPACE, TINY_ARCH
 
 from scrfd_search.config_builder import DataSettings, Schedule, import_config_modules
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.recipe import OPTIMIZER_NAMES, Recipe, RecipeSpace, draw_recipes
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.store import ExperimentStore
-from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.space.search_space import SearchSpace
 from scrfd_search.training.candidate import candidate_config
 from scrfd_search.training.runner import PinnedDeviceRunner
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-TINY_ARCH = ArchSpec(
-    block="basic",
-    stem_width=8,
-    stages=tuple(StageSpec(1, w) for w in (8, 16, 16, 32)),
-    neck=NeckSpec(16),
-    head=HeadSpec(num_convs=1, width=16, norm="gn", gn_groups=4),
-)
 TINY = ["--img-size", "128", "--batch-size", "4", "--cpus-per-trial", "1", "--gpus-per-trial", "0"]
 SECTION = {"optimizer": ["sgd", "adaboundw"], "lr": [0.005, 0.02], "weight_decay": [1.0e-5, 5.0e-4]}
 

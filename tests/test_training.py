@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from search_helpers import TINY_ARCH
 
 from scrfd_search.cli import main
 from scrfd_search.config_builder import DataSettings, Schedule
@@ -19,13 +20,6 @@ from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.training.candidate import RESULT_FILE, train_candidate
 from scrfd_search.training.monitor import HISTORY_FILE, LossDivergedError, StopTraining
 
-TINY_ARCH = ArchSpec(
-    block="basic",
-    stem_width=8,
-    stages=tuple(StageSpec(1, w) for w in (8, 16, 16, 32)),
-    neck=NeckSpec(16),
-    head=HeadSpec(num_convs=1, width=16, norm="gn", gn_groups=4),
-)
 # The acceptance candidate: a small ResNet-style detector (0.58 GFLOPs at 640x480).
 SMALL_ARCH = ArchSpec(
     block="basic",
