@@ -9,7 +9,6 @@ where it runs (node, Ray's GPU ids, CUDA_VISIBLE_DEVICES) when it starts, then t
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -38,15 +37,15 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def one_auth_mode_for_cluster_and_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test cluster, this process and the launched driver in one auth mode: off, unless chosen.
+    """The test cluster, this process and the launched driver in one auth mode: off.
 
-    Ray fixes its auth mode when it is first imported (this test process may already have imported it,
-    without auth), while `ray start --head` turns token auth on by itself when ~/.ray/auth_token exists;
-    so the mode is set explicitly for the cluster's processes and the driver they start. (A token-mode
-    driver joining a cluster without auth has every trial's actor cancelled: measured, Ray 2.60.)
+    Ray fixes its auth mode when it is first imported, and this process imported it while collecting
+    the tests, without auth; `ray start --head` turns token auth on by itself where ~/.ray/auth_token
+    exists, and an earlier in-process `launch --address` may have set RAY_AUTH_MODE=token. So the mode
+    is set explicitly for the cluster's processes and the driver they start. (A token-mode driver joining
+    a cluster without auth has every trial's actor cancelled: measured, Ray 2.60.)
     """
-    if not os.environ.get("RAY_AUTH_MODE"):
-        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
 
 
 def start_cluster(nodes: list[dict]) -> object:
