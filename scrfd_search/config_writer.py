@@ -11,8 +11,8 @@ and puts what fits on one line.
 
 from __future__ import annotations
 
+import copy
 import functools
-import json
 import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import replace
@@ -220,27 +220,18 @@ def write_bases(folder: Path) -> None:
 
 
 @functools.cache
-def _merged_bases(layout: str) -> str:
-    """merged_bases as JSON text (cached: reading the bases with mmengine takes a while)."""
+def _merged_bases(layout: str) -> dict[str, Any]:
+    """merged_bases, read once per layout (reading the bases with mmengine takes a while)."""
     with tempfile.TemporaryDirectory(prefix="scrfd-bases-") as tmp:
         write_bases(Path(tmp))
         child = Path(tmp) / "child.py"
         child.write_text(f"_base_ = {base_list('_base_', layout)!r}\n")
-        return json.dumps(Config.fromfile(str(child), import_custom_modules=False).to_dict())
+        return Config.fromfile(str(child), import_custom_modules=False).to_dict()
 
 
 def merged_bases(layout: str = "wider") -> dict[str, Any]:
     """The config a child of that data layout starts from: its _base_ files merged, as mmengine reads them."""
-    return _as_tuples(json.loads(_merged_bases(layout)))
-
-
-def _as_tuples(value: Any) -> Any:
-    """JSON lists back as the tuples mmengine reads from `(...)` (pipeline crop lists, meta keys)."""
-    if isinstance(value, dict):
-        return {k: _as_tuples(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_tuples(v) for v in value]
-    return value
+    return copy.deepcopy(_merged_bases(layout))  # callers may change what they get; the cache must not
 
 
 def base_list(base_dir: str, layout: str = "wider") -> list[str]:
