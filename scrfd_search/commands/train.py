@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     resume = work_dir_mode(work_dir, args.force)
     check_writable(work_dir, "--work-dir")
     for split in ("train", "val"):
-        check_split(data_root, split, data.layout)
+        check_split(data_root, split, data.layout, cached=True)
     warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
     # the same recipe as a search trial: the reference trains candidates at lr 0.01 for 8 images, unscaled
     schedule = Schedule(

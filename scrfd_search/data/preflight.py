@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scrfd_search.data.annotations import ImageAnnotation, parse_retinaface_txt, parse_wider_txt
+from scrfd_search.data.image_cache import load_cache
 from scrfd_search.errors import UserError
 
 MAX_NAMED = 5
@@ -40,8 +41,8 @@ def image_problem(path: Path) -> str | None:
     return "cannot be decoded as an image" if image is None or image.size == 0 else None
 
 
-def check_images(paths: Sequence[Path], listed_in: str | os.PathLike) -> None:
-    """UserError naming the first MAX_NAMED unreadable images (and how many there are), else nothing."""
+def check_images(paths: Sequence[Path], listed_in: str | os.PathLike, listed: int | None = None) -> None:
+    """UserError naming the first MAX_NAMED unreadable images (and how many of the `listed` there are)."""
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # cv2 decodes without the GIL
         problems = [(p, why) for p, why in zip(paths, pool.map(image_problem, paths), strict=True) if why]
     if not problems:
@@ -49,7 +50,7 @@ def check_images(paths: Sequence[Path], listed_in: str | os.PathLike) -> None:
     named = "; ".join(f"{p} ({why})" for p, why in problems[:MAX_NAMED])
     more = f" and {len(problems) - MAX_NAMED} more" if len(problems) > MAX_NAMED else ""
     raise UserError(
-        f"{listed_in}: {len(problems)} of {len(paths)} listed images cannot be loaded: {named}{more} "
+        f"{listed_in}: {len(problems)} of {len(paths) if listed is None else listed} listed images cannot be loaded: {named}{more} "
         "(repair or remove them and their annotations; nothing was started)"
     )
 
@@ -70,9 +71,20 @@ def image_folder(data_root: str | os.PathLike, split: str, layout: str) -> Path:
     return root / f"WIDER_{split}" / "images" if layout == "wider" else root / split / "images"
 
 
-def check_split(data_root: str | os.PathLike, split: str, layout: str = "wider") -> int:
-    """Parse a split's annotations and decode every image they list; the number of images."""
+def check_split(data_root: str | os.PathLike, split: str, layout: str = "wider", cached: bool = False) -> int:
+    """Parse a split's annotations and decode every image they list; the number of images.
+
+    cached: decode only the images that are new or changed since they last passed (data.image_cache).
+    """
     ann, records = split_annotations(data_root, split, layout)
     folder = image_folder(data_root, split, layout)
-    check_images([folder / r.name for r in records], ann)
+    paths = [folder / r.name for r in records]
+    if not cached:
+        check_images(paths, ann)
+        return len(records)
+    cache = load_cache(data_root)
+    todo = cache.unchecked(paths)
+    check_images(todo, ann, len(paths))
+    if todo:
+        cache.with_passed(todo).save()
     return len(records)

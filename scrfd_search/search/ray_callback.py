@@ -1,4 +1,8 @@
-"""The driver-side Ray Tune callback that keeps leaderboard.json current (the driver is its only writer)."""
+"""The driver-side Ray Tune callback that keeps the trial rows current (the driver is their only writer).
+
+Each event reads and writes the one row it concerns in trials.db, so its cost does not grow with the
+number of trials; leaderboard.json, the snapshot, follows every few seconds and at the end.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ def with_result(record: TrialRecord, result: dict[str, Any] | None) -> TrialReco
     extra = record.extra
     if isinstance(result.get("placement"), dict):  # where the trial runs: node, GPU ids, device, workers
         extra = {**extra, "placement": result["placement"]}
+    if isinstance(result.get("flops_check"), dict):  # the closed-form and fvcore GFLOPs the trial compared
+        extra = {**extra, "flops_check": result["flops_check"]}
     return record.updated(**aps, epochs_run=int(result.get("epoch", record.epochs_run)), extra=extra)
 
 
@@ -53,23 +59,35 @@ class LeaderboardCallback(Callback):
         self.store_path = str(store_path)
         self.total_trials = total_trials
         self.quiet = quiet
+        self._opened: ExperimentStore | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the open store (it holds a database connection)."""
+        return {**self.__dict__, "_opened": None}
 
     def _store(self) -> ExperimentStore:
-        """The experiment store (built on demand so the callback pickles as plain paths)."""
-        return ExperimentStore(self.store_path)
+        """The experiment store, opened on first use."""
+        if self._opened is None:
+            self._opened = ExperimentStore(self.store_path)
+        return self._opened
 
     def _row(self, trial: Any) -> TrialRecord:
         """The stored row of a trial, or a new one built from its config (with Ray's id of this run)."""
         key = trial_key(trial)
-        for row in self._store().read_trials():
-            if row.trial_id == key:
-                return row.updated(extra={**row.extra, "ray_trial_id": trial.trial_id})
-        record = record_from_config(key, trial.config)
-        return record.updated(extra={**record.extra, "ray_trial_id": trial.trial_id})
+        row = self._store().read_trial(key) or record_from_config(key, trial.config)
+        return row.updated(extra={**row.extra, "ray_trial_id": trial.trial_id})
 
     def _save(self, record: TrialRecord) -> None:
-        """Write the row (the whole leaderboard is rewritten atomically)."""
+        """Write the row (one row of trials.db; the snapshot follows when due)."""
         self._store().upsert(record)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Between events: bring leaderboard.json up to date when it is due (a quiet search still gets it)."""
+        self._store().flush(force=False)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """The Tuner is done: the snapshot gets the last rows."""
+        self._store().flush()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial got its resources and starts (or restarts after a resume)."""
@@ -98,7 +116,7 @@ class LeaderboardCallback(Callback):
         """One progress line on the driver's console."""
         if self.quiet:
             return
-        done = sum(r.state in ("TERMINATED", "ERROR") for r in self._store().read_trials())
+        done = self._store().count_trials(("TERMINATED", "ERROR"))
         hard = "-" if record.hard is None else f"{100 * record.hard:.2f}%"
         what = f"error: {record.error}" if record.state == "ERROR" else f"hard AP {hard}"
         print(

@@ -1,19 +1,26 @@
-"""The experiment store: results/NAME/ with experiment.json and an atomically rewritten leaderboard."""
+"""The experiment store: results/NAME/ with experiment.json, the trial rows in trials.db (SQLite) and
+leaderboard.json, a snapshot of those rows for people and tools, rewritten atomically every few seconds.
+
+A store from before trials.db (leaderboard.json alone) is read as it is; its first write (`resume`
+does one at its start) moves its rows into trials.db once.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import FlopsReport
-from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.recipe import Recipe
 from scrfd_search.search.experiment import ExperimentRecord, read_experiment_file
 from scrfd_search.search.settings import TRIALS_DIR
+from scrfd_search.search.trial_db import DB_FILE, TrialDatabase
 from scrfd_search.search.trial import finished_result, trial_work_dir
 from scrfd_search.space.arch import ArchSpec
 
@@ -21,6 +28,8 @@ EXPERIMENT_FILE = "experiment.json"
 LEADERBOARD_FILE = "leaderboard.json"
 TRIAL_STATES = ("PENDING", "RUNNING", "TERMINATED", "ERROR")
 DEFAULT_RESULTS_DIR = "results"
+SNAPSHOT_EVERY_S = 5.0  # leaderboard.json is rewritten at most this often while rows change...
+SNAPSHOT_SHARE = 0.05  # ...and less often when writing it takes more than this share of the time
 
 
 @dataclass(frozen=True)
@@ -133,10 +142,21 @@ def store_path(name: str, results_dir: str | os.PathLike | None = None) -> Path:
 
 
 class ExperimentStore:
-    """Reads and writes one experiment's folder; every write is atomic."""
+    """Reads and writes one experiment's folder: files atomically, trial rows one at a time in trials.db."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._db = TrialDatabase(self.path / DB_FILE)
+        self._snapshot_due = 0.0  # monotonic time after which a changed row rewrites leaderboard.json
+        self._dirty = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as its path alone."""
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from the path."""
+        self.__init__(state["path"])  # type: ignore[misc]
 
     @property
     def experiment_file(self) -> Path:
@@ -145,8 +165,13 @@ class ExperimentStore:
 
     @property
     def leaderboard_file(self) -> Path:
-        """leaderboard.json: one row per trial."""
+        """leaderboard.json: a snapshot of the rows (trials.db holds them)."""
         return self.path / LEADERBOARD_FILE
+
+    @property
+    def database_file(self) -> Path:
+        """trials.db: one row per trial, SQLite in WAL mode."""
+        return self._db.path
 
     def exists(self) -> bool:
         """Whether the experiment was created."""
@@ -166,8 +191,72 @@ class ExperimentStore:
         """Record the launch settings."""
         atomic_write_json(self.experiment_file, record.to_json())
 
+    def needs_migration(self) -> bool:
+        """Whether this is a store from before trials.db (its rows only in leaderboard.json)."""
+        return not self._db.exists() and self.leaderboard_file.is_file()
+
+    def migrate(self) -> int:
+        """Move an old store's leaderboard.json rows into trials.db (once); the number of rows moved."""
+        if not self.needs_migration():
+            return 0
+        rows = self._legacy_trials()
+        self._db.replace_all(_db_row(r) for r in rows)
+        return len(rows)
+
     def read_trials(self) -> list[TrialRecord]:
-        """All rows, in the order they were first recorded."""
+        """All rows, in the order they were first recorded (one consistent read of trials.db)."""
+        if not self._db.exists():
+            return self._legacy_trials()
+        source = str(self.database_file)
+        return [TrialRecord.from_dict(_parsed_row(text, key, source), source) for key, text in self._db.rows()]
+
+    def read_trial(self, trial_id: str) -> TrialRecord | None:
+        """The row of one trial (None when it has none)."""
+        if not self._db.exists():
+            return next((t for t in self._legacy_trials() if t.trial_id == trial_id), None)
+        text = self._db.get(trial_id)
+        source = str(self.database_file)
+        return None if text is None else TrialRecord.from_dict(_parsed_row(text, trial_id, source), source)
+
+    def count_trials(self, states: tuple[str, ...]) -> int:
+        """How many rows are in one of the states."""
+        if not self._db.exists():
+            return sum(t.state in states for t in self._legacy_trials())
+        return self._db.count(states)
+
+    def write_trials(self, trials: list[TrialRecord]) -> None:
+        """Make trials the whole set of rows (one transaction), and rewrite the snapshot."""
+        self._db.replace_all(_db_row(t) for t in trials)
+        self.write_snapshot()
+
+    def upsert(self, record: TrialRecord) -> None:
+        """Insert or replace the row with record's trial id; the snapshot follows within a few seconds."""
+        self.migrate()
+        self._db.put(*_db_row(record))
+        self._dirty = True
+        self.flush(force=False)
+
+    def flush(self, force: bool = True) -> None:
+        """Rewrite leaderboard.json if rows changed since it was written (when it is due, unless force)."""
+        if self._dirty and (force or time.monotonic() >= self._snapshot_due):
+            self.write_snapshot()
+
+    def write_snapshot(self) -> None:
+        """Rewrite leaderboard.json from trials.db, atomically (one row a line)."""
+        started = time.monotonic()
+        texts = [text for _, text in self._db.rows()]
+        body = ",\n".join(f"    {t}" for t in texts)
+        atomic_write_text(self.leaderboard_file, '{\n  "trials": [\n' + body + ("\n" if texts else "") + "  ]\n}\n")
+        now = time.monotonic()
+        self._snapshot_due = now + max(SNAPSHOT_EVERY_S, (now - started) / SNAPSHOT_SHARE)
+        self._dirty = False
+
+    def close(self) -> None:
+        """Close the database connection (reopened on the next use)."""
+        self._db.close()
+
+    def _legacy_trials(self) -> list[TrialRecord]:
+        """The rows of a store from before trials.db, from its leaderboard.json."""
         if not self.leaderboard_file.is_file():
             return []
         data = _read_json(self.leaderboard_file)
@@ -176,20 +265,18 @@ class ExperimentStore:
             raise UserError(f"{self.leaderboard_file}: expected an object with a 'trials' list")
         return [TrialRecord.from_dict(r, str(self.leaderboard_file)) for r in rows]
 
-    def write_trials(self, trials: list[TrialRecord]) -> None:
-        """Rewrite the leaderboard atomically."""
-        atomic_write_json(self.leaderboard_file, {"trials": [t.to_dict() for t in trials]})
 
-    def upsert(self, record: TrialRecord) -> None:
-        """Insert or replace the row with record's trial id."""
-        trials = self.read_trials()
-        for i, t in enumerate(trials):
-            if t.trial_id == record.trial_id:
-                trials[i] = record
-                break
-        else:
-            trials.append(record)
-        self.write_trials(trials)
+def _db_row(record: TrialRecord) -> tuple[str, str, str]:
+    """(trial id, state, JSON text) of a row as trials.db keeps it."""
+    return record.trial_id, record.state, json.dumps(record.to_dict(), sort_keys=True)
+
+
+def _parsed_row(text: str, trial_id: str, source: str) -> Any:
+    """The JSON of one database row, naming the trial when it does not parse."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise UserError(f"{source}: trial {trial_id}: its row is not valid JSON") from None
 
 
 def ranked(trials: list[TrialRecord]) -> list[TrialRecord]:

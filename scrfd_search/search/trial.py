@@ -12,10 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.config_builder import DataSettings, Schedule, widerface_data
+from scrfd_search.config_builder import DataSettings, Schedule, build_model, widerface_data
 from scrfd_search.evaluation.ground_truth import SUBSETS
+from scrfd_search.flops.measure import measure_flops
+from scrfd_search.flops.report import FlopsReport
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.recipe import Recipe
+from scrfd_search.search.flops_check import compare_flops
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.data_checks import warmup_iters_for
@@ -38,10 +41,15 @@ class TrialSettings:
     device: str
     threads: int
     amp: bool = False
+    input_shape: tuple[int, int] | None = None  # where FLOPs are counted; None: the trial does not confirm them
+    flops_tolerance: float | None = None  # the space's; fvcore and the closed form may disagree this much
 
 
-def trial_settings(search: SearchSettings) -> TrialSettings:
-    """The trial settings of a search: WIDER FACE data at its root, the search schedule and resources."""
+def trial_settings(
+    search: SearchSettings, input_shape: tuple[int, int] | None = None, flops_tolerance: float | None = None
+) -> TrialSettings:
+    """The trial settings of a search: WIDER FACE data at its root, the search schedule and resources
+    (with input_shape, each trial confirms its candidate's FLOPs with fvcore before it trains)."""
     threads = max(1, int(search.cpus_per_trial))
     data = replace(
         widerface_data(search.data_root),
@@ -63,6 +71,8 @@ def trial_settings(search: SearchSettings) -> TrialSettings:
         device=search.device,
         threads=threads,
         amp=search.amp,
+        input_shape=None if input_shape is None else (int(input_shape[0]), int(input_shape[1])),
+        flops_tolerance=flops_tolerance,
     )
 
 
@@ -156,6 +166,26 @@ def _has_checkpoint(work_dir: Path) -> bool:
     return (work_dir / "last_checkpoint").is_file()
 
 
+def confirm_flops(trial_id: str, config: dict[str, Any], settings: TrialSettings, work_dir: Path) -> dict | None:
+    """fvcore's count of the candidate against the figure it was handed out at; both go to the event log.
+
+    FlopsMismatchError (one line) when they disagree by more than the tolerance. A trial that confirmed
+    its candidate in an earlier run (before a resume) is not measured again. None when not asked to.
+    """
+    if settings.input_shape is None:
+        return None
+    earlier = [e for e in read_events(work_dir) if e.get("event") == "flops_check" and e.get("agrees")]
+    if earlier and isinstance(earlier[-1].get("check"), dict):
+        return earlier[-1]["check"]
+    arch = ArchSpec.from_dict(config["arch"], "trial config")
+    measured = measure_flops(build_model(arch, init_weights=False), settings.input_shape)
+    check = compare_flops(FlopsReport.from_dict(config["flops"]), measured, settings.flops_tolerance)
+    append_event(work_dir, "flops_check", agrees=check.agrees, check=check.to_dict())
+    if not check.agrees:
+        raise check.error(trial_id)
+    return check.to_dict()
+
+
 def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     """Ray Tune function trainable: train config['arch'] and tune.report APs after every validation.
 
@@ -186,6 +216,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     placement.update(device=device, device_note=note, workers=data_workers(settings.threads))
     resume = _has_checkpoint(work_dir)
     append_event(work_dir, "start", resume=resume, placement=placement)
+    flops_check = confirm_flops(trial_id, config, settings, work_dir)
     arch = ArchSpec.from_dict(config["arch"], "trial config")
     schedule = settings.schedule
     if config.get("recipe"):
@@ -196,7 +227,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         """Forward every validation to Ray Tune (ASHA decides on these; it may stop the trial here)."""
         metrics = ap_metrics(epoch, aps)
         append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
-        tune.report({**metrics, "placement": placement})
+        tune.report({**metrics, "placement": placement, "flops_check": flops_check})
         reported.append(epoch)
 
     result = train_candidate(
@@ -212,7 +243,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     )
     final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
     if not reported:
-        tune.report({**ap_metrics(result.epochs_run, final), "placement": placement})
+        tune.report({**ap_metrics(result.epochs_run, final), "placement": placement, "flops_check": flops_check})
     append_event(
         work_dir,
         "end",
