@@ -13,7 +13,13 @@ from typing import Any
 from ray.tune import Callback
 
 from scrfd_search.evaluation.ground_truth import SUBSETS
-from scrfd_search.search.store import ExperimentStore, TrialRecord, record_from_config, with_checkpoint
+from scrfd_search.search.store import (
+    FINISHED_STATES,
+    ExperimentStore,
+    TrialRecord,
+    record_from_config,
+    with_checkpoint,
+)
 
 MAX_ERROR_CHARS = 2000
 
@@ -116,7 +122,7 @@ class LeaderboardCallback(Callback):
         """One progress line on the driver's console."""
         if self.quiet:
             return
-        done = self._store().count_trials(("TERMINATED", "ERROR"))
+        done = self._store().count_trials(FINISHED_STATES)
         hard = "-" if record.hard is None else f"{100 * record.hard:.2f}%"
         what = f"error: {record.error}" if record.state == "ERROR" else f"hard AP {hard}"
         print(

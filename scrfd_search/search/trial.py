@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.config_builder import DataSettings, Schedule, build_model, widerface_data
+from scrfd_search.builders import build_model
+from scrfd_search.config_builder import DataSettings, Schedule, widerface_data
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import FlopsReport
