@@ -49,7 +49,8 @@ WRITER = textwrap.dedent(
     for k in range(1, int(sys.argv[2]) + 1):
         for row in rows:
             # every field of a row moves together; the error's length changes, so a torn row would show
-            store.upsert(row.updated(epochs_run=k, easy=k / 1e4, medium=k / 1e4, hard=k / 1e4, error="x" * (k % 97) * 20))
+            ap = k / 1e4
+            store.upsert(row.updated(epochs_run=k, easy=ap, medium=ap, hard=ap, error="x" * (k % 97) * 20))
     store.flush()
     """
 )

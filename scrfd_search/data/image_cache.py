@@ -8,6 +8,7 @@ the data folder (CACHE_FILE) or, where that folder is read-only, in the user's c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,10 +46,8 @@ class ImageCheckCache:
     def save(self) -> None:
         """Write the record atomically; a folder that refuses it only costs a full check next time."""
         images = {key: list(stamp) for key, stamp in sorted(self.passed.items())}
-        try:
+        with contextlib.suppress(OSError):
             atomic_write_json(self.file, {"version": CACHE_VERSION, "images": images})
-        except OSError:
-            pass
 
     def _key(self, path: Path) -> str:
         """The path inside the data folder (the record follows a moved folder)."""

@@ -49,8 +49,9 @@ def check_images(paths: Sequence[Path], listed_in: str | os.PathLike, listed: in
         return
     named = "; ".join(f"{p} ({why})" for p, why in problems[:MAX_NAMED])
     more = f" and {len(problems) - MAX_NAMED} more" if len(problems) > MAX_NAMED else ""
+    listed = len(paths) if listed is None else listed
     raise UserError(
-        f"{listed_in}: {len(problems)} of {len(paths) if listed is None else listed} listed images cannot be loaded: {named}{more} "
+        f"{listed_in}: {len(problems)} of {listed} listed images cannot be loaded: {named}{more} "
         "(repair or remove them and their annotations; nothing was started)"
     )
 

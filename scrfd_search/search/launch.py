@@ -4,7 +4,9 @@ Layout of results/NAME/ (the driver is its only writer; no absolute path inside,
   experiment.json   the launch settings, the space, the budget and (step 2) the share constraint
   candidates.json   random searcher: the N candidates drawn at launch (trial KEY = c0000, c0001, ...)
   constraint.json   step 2 only: the share ranges derived from the step-1 search
-  leaderboard.json  one row per trial KEY, rewritten atomically after every reported result
+  trials.db         one row per trial KEY (SQLite, WAL): each event writes its row (search.trial_db)
+  leaderboard.json  a snapshot of trials.db's rows for people and tools, rewritten atomically every few
+                    seconds and when the driver stops
   optuna.db         the Optuna study (--searcher optuna), SQLite, for optuna-dashboard (KEY = o0000, ...)
   driver.json       the live driver's pid, host and heartbeat (driver.lock: its exclusive lock)
   ray/NAME*/        Ray Tune's own records of each driver run (launch, then one per resume)
@@ -30,8 +32,11 @@ from scrfd_search.search.trial import data_workers
 from scrfd_search.search.tuner import build_tuner, fit, say
 
 
-def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
-    """Run a new search to the end (or until interrupted); returns the exit status."""
+def launch(settings: SearchSettings, *, quiet: bool = False, trainable: Any = None) -> int:
+    """Run a new search to the end (or until interrupted); returns the exit status.
+
+    trainable: what each trial runs instead of training its candidate (benchmarks/bench_driver_scale.py).
+    """
     if settings.address is not None:
         send_ray_auth_token()
     prepared = prepare(settings)
@@ -58,7 +63,7 @@ def launch(settings: SearchSettings, *, quiet: bool = False) -> int:
             f"{s.gpus_per_trial:g} GPUs each{' (mixed precision)' if s.amp else ''}; results in {s.path}",
         )
         say(quiet, "recipe: " + recipe_text(record))
-        return fit(build_tuner(s, record, configs, s.trials, quiet), s, store, quiet)
+        return fit(build_tuner(s, record, configs, s.trials, quiet, trainable), s, store, quiet)
 
 
 def _write_new_store(prepared: PreparedSearch, store: ExperimentStore) -> list[dict[str, Any]]:

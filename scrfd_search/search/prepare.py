@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from scrfd_search.builders import build_model
 from scrfd_search.errors import UserError
-from scrfd_search.flops.measure import measure_flops
+from scrfd_search.flops.analytic import count_flops
 from scrfd_search.io_utils import check_writable
 from scrfd_search.recipe import Recipe, RecipeSpace, draw_recipes
 from scrfd_search.sampling.sampler import Candidate, sample_candidates
@@ -158,12 +157,18 @@ def resolved_resources(
 def draw_candidates(
     settings: SearchSettings, space: SearchSpace, constraint: ShareConstraint | None, progress: Any
 ) -> list[Any] | None:
-    """The N candidates of a random search; for Optuna, a one-candidate check that the budget is feasible."""
+    """The N candidates of a random search; for Optuna, a one-candidate check that the budget is feasible.
+
+    Closed-form FLOPs only (milliseconds a candidate): each trial confirms its own with fvcore when it
+    starts (search.flops_check), so the first trial does not wait for every candidate to be traced.
+    """
     accept = constraint.accept_fn if constraint is not None else None
     # few uniform draws meet the share ranges: the sampler draws among those that do (see sample_candidates)
     shares = constraint.ranges if constraint is not None else None
     if settings.searcher == "random":
-        return sample_candidates(space, settings.trials, settings.seed, accept=accept, shares=shares, progress=progress)
+        return sample_candidates(
+            space, settings.trials, settings.seed, accept=accept, shares=shares, confirm=False, progress=progress
+        )
     sample_candidates(space, 1, settings.seed, accept=accept, shares=shares, confirm=False)
     return None
 
@@ -173,7 +178,7 @@ def with_candidates(prepared: PreparedSearch, progress: Any) -> PreparedSearch:
 
     Recipes come from a random stream of their own (recipe.draw_recipes), so a search with a `recipe:`
     section trains the same architectures as the same search without it. A recipe-only search repeats
-    its one architecture (FLOPs measured once by fvcore) with each recipe.
+    its one architecture (FLOPs by the closed form; each trial confirms them with fvcore) with each recipe.
     """
     s = prepared.settings
     if prepared.arch is not None:
@@ -188,8 +193,8 @@ def with_candidates(prepared: PreparedSearch, progress: Any) -> PreparedSearch:
 
 
 def fixed_candidate(arch: ArchSpec, input_shape: tuple[int, int]) -> Candidate:
-    """A recipe-only search's one architecture as a sampler Candidate, its FLOPs measured by fvcore."""
-    return Candidate(arch, measure_flops(build_model(arch, init_weights=False), input_shape))
+    """A recipe-only search's one architecture as a sampler Candidate, its FLOPs by the closed form."""
+    return Candidate(arch, count_flops(arch, input_shape))
 
 
 def experiment_record(prepared: PreparedSearch) -> ExperimentRecord:

@@ -72,6 +72,13 @@ def resume(
     with DriverLease(store.path, "resume"):
         if rebuild_leaderboard:
             store.write_trials(rows)
+        elif store.needs_migration():
+            moved = store.migrate()
+            say(
+                False,
+                f"search {name}: moved {moved} trial rows from {store.leaderboard_file.name} into "
+                f"{store.database_file.name} (once; leaderboard.json stays as a snapshot)",
+            )
         rows = reconcile(store, rows)
         finished = {r.trial_id for r in rows if r.finished}
         unfinished = [r for r in rows if r.trial_id not in finished]

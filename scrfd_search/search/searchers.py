@@ -8,7 +8,8 @@ for each new trial a scratch in-memory study holding a copy of the stored study'
 repeatedly (seeded, at most `max_draws` draws). A proposal whose backbone breaks the step-2 share
 constraint is dropped; otherwise its neck and head are moved to the nearest setting that puts the
 detector inside the budget (budget_fit; in step 1 they are fixed, so this is a plain check) and
-architectures already tried are skipped. fvcore then confirms the FLOPs and the stored study
+architectures already tried are skipped. The driver takes the closed form's FLOPs (each trial confirms
+them with fvcore when it starts, search.flops_check; confirm=True measures here instead) and the stored study
 (SQLite, results/NAME/optuna.db) gets exactly that point, enqueued, so it holds only trained
 trials (optuna-dashboard shows the search as it ran) and TPE learns from every one of them.
 Ray's OptunaSearch does the rest (a report per validation, completion, save/restore).

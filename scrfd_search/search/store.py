@@ -20,8 +20,8 @@ from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.recipe import Recipe
 from scrfd_search.search.experiment import ExperimentRecord, read_experiment_file
 from scrfd_search.search.settings import TRIALS_DIR
-from scrfd_search.search.trial_db import DB_FILE, TrialDatabase
 from scrfd_search.search.trial import finished_result, trial_work_dir
+from scrfd_search.search.trial_db import DB_FILE, TrialDatabase
 from scrfd_search.space.arch import ArchSpec
 
 EXPERIMENT_FILE = "experiment.json"

@@ -82,9 +82,7 @@ class TrialDatabase:
     def _connect(self, mode: str) -> sqlite3.Connection:
         """A connection in autocommit mode (transactions are explicit)."""
         uri = f"file:{pathname2url(str(self.path.absolute()))}?mode={mode}"
-        return sqlite3.connect(
-            uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
 
     def _prepare(self, conn: sqlite3.Connection, create: bool) -> None:
         """WAL mode and the table on a new file; the schema version checked on every open."""

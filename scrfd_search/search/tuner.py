@@ -18,12 +18,19 @@ from scrfd_search.space.search_space import DEFAULT_INPUT_SHAPE, SearchSpace
 INTERRUPTED_EXIT = 130
 
 
-def build_trainable(settings: SearchSettings) -> Any:
-    """run_trial bound to the search's trial settings, with the per-trial resources."""
+def build_trainable(settings: SearchSettings, record: ExperimentRecord | None = None) -> Any:
+    """run_trial bound to the search's trial settings, with the per-trial resources.
+
+    With the experiment's record, each trial confirms its candidate's FLOPs with fvcore at the record's
+    input shape, to the space's tolerance, before it trains.
+    """
     from ray import tune
 
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial or 0.0}
-    return tune.with_resources(tune.with_parameters(run_trial, settings=trial_settings(settings)), resources)
+    shape = (record.input_shape or DEFAULT_INPUT_SHAPE) if record is not None else None
+    tolerance = record.tolerance if record is not None else None
+    bound = trial_settings(settings, input_shape=shape, flops_tolerance=tolerance)
+    return tune.with_resources(tune.with_parameters(run_trial, settings=bound), resources)
 
 
 def recipe_space_of(record: ExperimentRecord) -> RecipeSpace | None:
@@ -79,6 +86,7 @@ def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: 
             replay=configs,
             recipe_space=recipe_space_of(record),
             base_recipe=base_recipe_of(record, s),
+            confirm=False,  # closed form here; each trial confirms its candidate with fvcore (flops_check)
         )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or 1)
 
@@ -105,9 +113,18 @@ def trial_name(trial: Any) -> str:
 
 
 def build_tuner(
-    settings: SearchSettings, record: ExperimentRecord, configs: list[dict[str, Any]], samples: int, quiet: bool
+    settings: SearchSettings,
+    record: ExperimentRecord,
+    configs: list[dict[str, Any]],
+    samples: int,
+    quiet: bool,
+    trainable: Any = None,
 ) -> Any:
-    """A fresh Tuner for `samples` trials: a new Ray run folder under results/NAME/ray, the leaderboard callback."""
+    """A fresh Tuner for `samples` trials: a new Ray run folder under results/NAME/ray, the leaderboard callback.
+
+    trainable: what each trial runs (default: run_trial with the search's settings; the driver benchmark
+    gives one that reports at once).
+    """
     from ray import tune
 
     from scrfd_search.search.ray_callback import LeaderboardCallback  # ray
@@ -118,7 +135,7 @@ def build_tuner(
     run_name = s.name if not runs else f"{s.name}.resume{len(runs)}"
     callback = LeaderboardCallback(s.path.resolve(), s.trials, quiet=quiet)
     return tune.Tuner(
-        build_trainable(s),
+        trainable if trainable is not None else build_trainable(s, record),
         tune_config=tune.TuneConfig(
             search_alg=build_searcher(s, record, configs),
             scheduler=build_scheduler(s),
@@ -150,7 +167,7 @@ def fit(tuner: Any, settings: SearchSettings, store: ExperimentStore, quiet: boo
             f"continue it with `scrfd-search resume {settings.name}`",
         )
         return INTERRUPTED_EXIT
-    failed = sum(r.state == "ERROR" for r in store.read_trials())
+    failed = store.count_trials(("ERROR",))
     say(
         quiet,
         f"search {settings.name} finished: {finished - failed} trials trained, {failed} failed; "
@@ -160,13 +177,18 @@ def fit(tuner: Any, settings: SearchSettings, store: ExperimentStore, quiet: boo
 
 
 def mark_unfinished_pending(store: ExperimentStore) -> int:
-    """Rows still RUNNING when the driver stops will rerun on resume: show them PENDING. Returns finished."""
+    """Rows still RUNNING when the driver stops will rerun on resume: show them PENDING. Returns finished.
+
+    leaderboard.json is rewritten in any case: the driver's last word on the rows.
+    """
     rows = store.read_trials()
     changed = [
         r.updated(state="PENDING", extra={**r.extra, "interrupted": True}) if r.state == "RUNNING" else r for r in rows
     ]
     if changed != rows:
         store.write_trials(changed)
+    else:
+        store.write_snapshot()
     return sum(r.finished for r in changed)
 
 
