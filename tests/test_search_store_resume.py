@@ -129,13 +129,29 @@ def test_status_of_a_live_driver_and_a_second_driver_refused(tmp_path, capsys):
 
 
 def test_resume_of_a_truncated_leaderboard_changes_nothing_and_offers_a_rebuild(tmp_path, capsys):
+    # a store from before trials.db, whose leaderboard.json (its only record) was cut short
     _, rows = step1_rows(3)
     store = make_store(tmp_path, "s1", rows)
+    store.close()
+    store.database_file.unlink()
     text = store.leaderboard_file.read_text()
     store.leaderboard_file.write_text(text[: len(text) // 2])
     before = snapshot(store.path)
     code, _, err = run(capsys, "resume", "s1", "--results-dir", str(tmp_path))
     one_line_error("resume", code, err, "leaderboard.json", "not valid JSON", "nothing was changed")
+    assert "resume s1 --rebuild-leaderboard" in err
+    assert snapshot(store.path) == before
+
+
+def test_resume_of_a_damaged_database_changes_nothing_and_offers_a_rebuild(tmp_path, capsys):
+    _, rows = step1_rows(3)
+    store = make_store(tmp_path, "s1", rows)
+    store.close()
+    data = store.database_file.read_bytes()
+    store.database_file.write_bytes(data[:100] + b"\xff" * (len(data) - 100))  # the header survives, the pages not
+    before = snapshot(store.path)
+    code, _, err = run(capsys, "resume", "s1", "--results-dir", str(tmp_path))
+    one_line_error("resume", code, err, "trials.db", "not a readable trials database", "nothing was changed")
     assert "resume s1 --rebuild-leaderboard" in err
     assert snapshot(store.path) == before
 
@@ -188,7 +204,8 @@ def test_rebuild_leaderboard_restores_the_rows_and_resume_goes_on(tmp_path, caps
         trial_folder(store, key, row, ["start", "validation", "end"], result=True)
     configs = [json.loads((store.path / "trials" / k / TRIAL_FILE).read_text())["config"] for k in keys]
     atomic_write_json(store.path / "candidates.json", {"candidates": configs})
-    store.leaderboard_file.write_text('{"trials": [')
+    store.close()
+    store.database_file.write_bytes(b"damaged" * 100)
     data = tmp_path / "demo"
     write_demo_dataset(data, DemoConfig(num_train=2, num_val=1, seed=0, min_width=96, max_width=128))
     # the data moved since the launch (make_store points at a folder that does not exist): --data

@@ -67,7 +67,7 @@ def consistent(row: TrialRecord) -> int:
 
 def test_a_reader_during_writes_never_sees_a_torn_row(tmp_path):
     _, rows = step1_rows(6)
-    store = make_store(tmp_path, "s", rows)
+    store = make_store(tmp_path, "s", [r.updated(easy=0.0, medium=0.0, hard=0.0, epochs_run=0) for r in rows])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(store.path), "400"], env=env, stdout=subprocess.PIPE, text=True
@@ -111,7 +111,7 @@ def test_leaderboard_json_is_rebuilt_from_the_database(tmp_path):
 
 def legacy_store(root: Path, name: str, rows: list[TrialRecord]) -> ExperimentStore:
     """A store as scrfd-search wrote it before trials.db: its rows in leaderboard.json alone."""
-    store = make_store(root, name, [])
+    store = make_store(root, name, [], trials=len(rows))
     store.close()
     store.database_file.unlink()
     for suffix in ("-wal", "-shm"):
@@ -135,7 +135,7 @@ def test_an_old_store_is_read_as_it_is_and_migrated_once(tmp_path, capsys):
 def test_an_event_on_an_old_store_keeps_its_rows(tmp_path):
     _, rows = step1_rows(3)
     store = legacy_store(tmp_path, "old", rows[:2])
-    store.upsert(rows[2])
+    store.upsert(rows[2])  # the first write moves the old rows into trials.db
     assert store.read_trials() == rows
 
 

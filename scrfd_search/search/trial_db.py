@@ -102,7 +102,14 @@ class TrialDatabase:
             raise UserError(f"{self.path}: not a trials database (no schema); rebuild it")
 
     def _damaged(self, exc: sqlite3.DatabaseError) -> UserError:
-        """The one-line error of a file that is not (or no longer) a readable trials database."""
+        """The one-line error of a file that is not (or no longer) a readable trials database.
+
+        The connection is closed first, so a failed read leaves no WAL file behind.
+        """
+        if self._conn is not None and self._pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn = None
         return UserError(f"{self.path}: not a readable trials database ({exc})")
 
     def get(self, trial_id: str) -> str | None:
