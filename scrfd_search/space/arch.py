@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -151,7 +152,7 @@ class ArchSpec:
         """Build from a plain dict, naming the source and the key on any problem."""
         if not isinstance(data, dict):
             raise ArchSpecError(f"{source}: expected an object, got {type(data).__name__}")
-        _reject_unknown(data, {f.name for f in fields(cls)}, source, "")
+        _reject_unknown(data, _field_names(cls), source, "")
         missing = [k for k in ("block", "stem_width", "stages", "neck", "head") if k not in data]
         if missing:
             raise ArchSpecError(f"{source}: missing key {missing[0]!r}")
@@ -196,7 +197,13 @@ class ArchSpec:
         return cls.from_json(text, str(path))
 
 
-def _reject_unknown(data: dict, allowed: set[str], source: str, prefix: str) -> None:
+@functools.cache
+def _field_names(kind: type) -> frozenset[str]:
+    """The field names of a dataclass (cached: a store of 10,000 rows parses 60,000 parts)."""
+    return frozenset(f.name for f in fields(kind))
+
+
+def _reject_unknown(data: dict, allowed: frozenset[str], source: str, prefix: str) -> None:
     """Fail on the first key that the dataclass does not have."""
     for key in data:
         if key not in allowed:
@@ -207,7 +214,7 @@ def _sub(kind: type, data: Any, source: str, prefix: str) -> Any:
     """Build a nested part (stage, neck, head) from a dict, rejecting unknown keys."""
     if not isinstance(data, dict):
         raise ArchSpecError(f"{source}: {prefix.rstrip('.')}: expected an object, got {data!r}")
-    _reject_unknown(data, {f.name for f in fields(kind)}, source, prefix)
+    _reject_unknown(data, _field_names(kind), source, prefix)
     try:
         return kind(**data)
     except TypeError as exc:
