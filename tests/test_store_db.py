@@ -15,9 +15,10 @@ import pytest
 from search_helpers import make_store, step1_rows
 
 from scrfd_search.cli import main
+from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_json
-from scrfd_search.search.store import ExperimentStore, TrialRecord
+from scrfd_search.search.store import CANDIDATES_FILE, ExperimentStore, TrialRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -154,3 +155,19 @@ def test_a_damaged_database_is_one_line(tmp_path, capsys):
     # rewriting every row (what a rebuild does) replaces the damaged file
     ExperimentStore(store.path).write_trials(rows)
     assert ExperimentStore(store.path).read_trials() == rows
+
+
+def test_resume_moves_an_old_stores_rows_into_the_database_once_and_says_so(tmp_path, capsys):
+    _, rows = step1_rows(2)
+    store = legacy_store(tmp_path, "old", rows)
+    configs = [{"trial_key": r.trial_id, "arch": r.arch.to_dict(), "flops": r.flops.to_dict()} for r in rows]
+    atomic_write_json(store.path / CANDIDATES_FILE, {"candidates": configs})
+    data = tmp_path / "demo"
+    write_demo_dataset(data, DemoConfig(num_train=2, num_val=1, seed=0, min_width=96, max_width=128))
+    argv = ["resume", "old", "--results-dir", str(tmp_path), "--data", str(data)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "moved 2 trial rows from leaderboard.json into trials.db" in err and "all 2 trials already finished" in err
+    assert store.database_file.is_file() and ExperimentStore(store.path).read_trials() == rows
+    assert main(argv) == 0
+    assert "moved" not in capsys.readouterr().err  # once
