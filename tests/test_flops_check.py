@@ -31,8 +31,11 @@ def inflated(report: FlopsReport, factor: float) -> FlopsReport:
 
 
 def settings(tmp_path: Path, tolerance: float):
-    """Trial settings that confirm FLOPs at SHAPE to the tolerance."""
-    search = SearchSettings("s", str(tmp_path), "space.yaml", str(tmp_path / "data"), trials=1, epochs=1)
+    """Trial settings that confirm FLOPs at SHAPE to the tolerance (on a tiny demo data set)."""
+    data = tmp_path / "data"
+    if not data.exists():
+        write_demo_dataset(data, DemoConfig(num_train=2, num_val=1, seed=0, min_width=96, max_width=128))
+    search = SearchSettings("s", str(tmp_path), "space.yaml", str(data), trials=1, epochs=1)
     return trial_settings(search, input_shape=SHAPE, flops_tolerance=tolerance)
 
 
