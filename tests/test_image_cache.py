@@ -80,3 +80,10 @@ def test_a_read_only_data_folder_keeps_its_record_in_the_user_cache(data, tmp_pa
         assert load_cache(data).unchecked(train_images(data)) == []
     finally:
         data.chmod(0o755)
+
+
+def test_an_image_missing_before_any_check_is_reported(data):
+    image = train_images(data)[3]
+    image.unlink()  # no record yet: a missing image and an unrecorded one must not look alike
+    with pytest.raises(UserError, match=rf"{image.name} \(missing\)"):
+        check_data_contents(data)

@@ -32,7 +32,12 @@ class ImageCheckCache:
 
     def unchecked(self, paths: list[Path]) -> list[Path]:
         """The paths that must be decoded: new, changed or unreadable since they last passed."""
-        return [p for p in paths if self.passed.get(self._key(p)) != image_stamp(p)]
+        todo = []
+        for path in paths:
+            stamp = image_stamp(path)
+            if stamp is None or self.passed.get(self._key(path)) != stamp:  # unreadable: the check says why
+                todo.append(path)
+        return todo
 
     def with_passed(self, paths: list[Path]) -> ImageCheckCache:
         """The cache with paths recorded as passed, at their current stamps."""
