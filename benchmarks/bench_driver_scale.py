@@ -2,7 +2,8 @@
 
 Runs the real driver, `launch` itself (candidates drawn and checked, the store written, the Tuner with
 the random searcher, ASHA and the store's callback), over trials that report their epochs at once
-instead of training: every trial start, report and end is an event the driver handles. For a
+instead of training, in reused worker processes (a trial's process start would otherwise be most of
+what is timed): every trial start, report and end is an event the driver handles. For a
 100-trial search and an N-trial search it prints the events, the driver's wall milliseconds per event
 (first event to last), its CPU milliseconds per event (the driver process: Ray Tune's loop and the
 callback), the store callback's own milliseconds per event, and the N/100 ratios; then how long
@@ -117,7 +118,7 @@ def run_search(trials: int, root: Path, data: Path, max_concurrent: int, seed: i
     )
     trainable = tune.with_resources(instant_trial, {"cpu": CPUS_PER_TRIAL, "gpu": 0})
     started = time.perf_counter()
-    code = launch(settings, quiet=True, trainable=trainable)
+    code = launch(settings, quiet=True, trainable=trainable, reuse_actors=True)
     if code != 0 or CLOCK.first is None:
         raise SystemExit(f"the {trials}-trial search ended with exit status {code}")
     events = CLOCK.events

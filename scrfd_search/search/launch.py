@@ -32,10 +32,11 @@ from scrfd_search.search.trial import data_workers
 from scrfd_search.search.tuner import build_tuner, fit, say
 
 
-def launch(settings: SearchSettings, *, quiet: bool = False, trainable: Any = None) -> int:
+def launch(settings: SearchSettings, *, quiet: bool = False, trainable: Any = None, reuse_actors: bool = False) -> int:
     """Run a new search to the end (or until interrupted); returns the exit status.
 
-    trainable: what each trial runs instead of training its candidate (benchmarks/bench_driver_scale.py).
+    trainable, reuse_actors: what each trial runs instead of training its candidate, in reused worker
+    processes (benchmarks/bench_driver_scale.py measures the driver alone so).
     """
     if settings.address is not None:
         send_ray_auth_token()
@@ -63,7 +64,7 @@ def launch(settings: SearchSettings, *, quiet: bool = False, trainable: Any = No
             f"{s.gpus_per_trial:g} GPUs each{' (mixed precision)' if s.amp else ''}; results in {s.path}",
         )
         say(quiet, "recipe: " + recipe_text(record))
-        return fit(build_tuner(s, record, configs, s.trials, quiet, trainable), s, store, quiet)
+        return fit(build_tuner(s, record, configs, s.trials, quiet, trainable, reuse_actors), s, store, quiet)
 
 
 def _write_new_store(prepared: PreparedSearch, store: ExperimentStore) -> list[dict[str, Any]]:

@@ -119,11 +119,13 @@ def build_tuner(
     samples: int,
     quiet: bool,
     trainable: Any = None,
+    reuse_actors: bool = False,
 ) -> Any:
     """A fresh Tuner for `samples` trials: a new Ray run folder under results/NAME/ray, the leaderboard callback.
 
     trainable: what each trial runs (default: run_trial with the search's settings; the driver benchmark
-    gives one that reports at once).
+    gives one that reports at once, and reuse_actors so that its trials do not each start a process).
+    A real trial always gets a fresh worker process (memory and CUDA state are not carried over).
     """
     from ray import tune
 
@@ -140,7 +142,7 @@ def build_tuner(
             search_alg=build_searcher(s, record, configs),
             scheduler=build_scheduler(s),
             num_samples=samples,
-            reuse_actors=False,
+            reuse_actors=reuse_actors,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
         ),
