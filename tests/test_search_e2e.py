@@ -1,8 +1,9 @@
 """End-to-end searches on generated demo data: real Ray Tune trials training real (tiny) detectors.
 
 Each search runs as its own `scrfd-search` process (as a user runs it), on 128x128 images,
-1-2 epochs, a handful of images. Every launch draws its candidates with fvcore confirmation, starts
-a local Ray and trains; on 2 busy cores one launch takes about a minute.
+1-2 epochs, a handful of images. Every launch draws its candidates by the closed form (each trial
+confirms its own with fvcore when it starts), starts a local Ray and trains; on 2 busy cores one
+launch takes about a minute.
 """
 
 from __future__ import annotations
