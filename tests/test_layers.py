@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "io_utils"),
     ("space", "recipe"),
     ("flops",),
+    ("head_settings",),
     ("models", "data", "evaluation", "config_builder", "builders", "optimizers"),
     ("config_writer", "training"),
     ("sampling", "search"),
