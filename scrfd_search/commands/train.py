@@ -14,7 +14,7 @@ dynamic loss scaling), and cuDNN autotuning and pinned loader memory are on; the
 training throughput (images/s) and peak memory (GPU memory on a GPU, else the process's).
 
 Before anything starts the annotations are parsed and every listed image is decoded (an unreadable
-image is refused, named; see the README's data rule). A work dir holding a checkpoint of an unfinished
+image is refused, named; see docs/store.md, "Bad input"). A work dir holding a checkpoint of an unfinished
 run of the same candidate is resumed automatically; a finished or unrelated non-empty work dir is
 refused unless --force (which trains afresh into it). A run that fails before its first checkpoint
 leaves no work dir behind.
