@@ -20,6 +20,7 @@ from pathlib import Path
 
 from scrfd_search.data.annotations import ImageAnnotation, parse_retinaface_txt, parse_wider_txt
 from scrfd_search.data.image_cache import load_cache
+from scrfd_search.data.pipelines import GT_SUBDIR
 from scrfd_search.errors import UserError
 
 MAX_NAMED = 5
@@ -60,7 +61,7 @@ def split_annotations(data_root: str | os.PathLike, split: str, layout: str) -> 
     """The annotation file of one split and its parsed records (UserError file:line on a bad one)."""
     root = Path(data_root)
     if layout == "wider":
-        ann = root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+        ann = root / GT_SUBDIR / f"wider_face_{split}_bbx_gt.txt"
         return ann, parse_wider_txt(ann)
     ann = root / split / "labelv2.txt"
     return ann, parse_retinaface_txt(ann)
