@@ -24,8 +24,6 @@ from pathlib import Path
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 
-TIMEOUT_S = 3600.0
-
 
 def first_event(trials_root: Path, kind: str) -> bool:
     """Whether any trial logged an event of this kind."""
@@ -56,6 +54,7 @@ def main() -> int:
     parser.add_argument("--space", type=Path, required=True, help="search space YAML")
     parser.add_argument("--trials", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-first-") as tmp:
         data = Path(tmp) / "demo"
@@ -64,12 +63,14 @@ def main() -> int:
         argv = [sys.executable, "-m", "scrfd_search.cli", "launch", "--space", str(args.space), "--data", str(data)]
         argv += ["--name", "first", "--trials", str(args.trials), "--epochs", "1", "--results-dir", str(results)]
         argv += ["--img-size", "64", "--batch-size", "2", "--cpus-per-trial", "1", "--gpus-per-trial", "0"]
-        argv += ["--seed", str(args.seed), "--quiet"]
+        argv += ["--seed", str(args.seed)]
+        log = Path(tmp) / "launch.log"
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
         times: dict[str, float] = {}
         try:
-            while "flops_check" not in times and time.perf_counter() - started < TIMEOUT_S:
+            while "flops_check" not in times and time.perf_counter() - started < args.timeout:
                 if proc.poll() is not None:
                     break
                 for kind in ("start", "flops_check"):
@@ -80,12 +81,15 @@ def main() -> int:
                 time.sleep(0.1)
         finally:
             kill_session(proc.pid)
-            _, err = proc.communicate()
+            proc.wait()
             time.sleep(2)
             kill_session(proc.pid)  # stragglers Ray started while the first kill went round
+        err = log.read_text(errors="replace")
         if "start" not in times:
-            print(err.decode(errors="replace")[-2000:], file=sys.stderr)
-            raise SystemExit("no trial started")
+            drawn = [line for line in err.replace("\r", "\n").splitlines() if "drawing candidates" in line]
+            where = f"; the driver was still {drawn[-1].strip()}" if drawn else ""
+            print(err[-2000:], file=sys.stderr)
+            raise SystemExit(f"no trial started within {time.perf_counter() - started:.0f} s{where}")
         print(f"{args.space.name}, {args.trials} trials: launch to the first trial's start {times['start']:.1f} s")
         if "flops_check" in times:
             print(f"  to its fvcore confirmation (done in the trial): {times['flops_check']:.1f} s")
