@@ -34,6 +34,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import FlopsReport
+from scrfd_search.latency.budget import space_latency
 from scrfd_search.recipe import Recipe, RecipeSpace
 from scrfd_search.sampling.budget_fit import fit_neck_head
 from scrfd_search.search.constraint import ShareConstraint
@@ -193,6 +194,7 @@ class BudgetedOptunaSearch(OptunaSearch):
         self.draw_seed = seed
         self.max_draws = max_draws
         self.confirm = confirm
+        self.latency = space_latency(space)  # the space's max_latency_ms with its table, if it sets one
         # trials a killed driver left unfinished: handed out again first, with their study numbers
         self.replay = list(replay or [])
         self.replayed: dict[str, int] = {}
@@ -264,13 +266,16 @@ class BudgetedOptunaSearch(OptunaSearch):
             if fitted is None:
                 continue
             arch = fitted[0]
+            if self.latency is not None and not self.latency.fits(arch):
+                continue
             taken.add(arch.key())
             flops = self._confirmed(arch)
             if _in_budget(space, flops, self.constraint):
                 return self._params_of(proposal.params, arch), flops
+        ceiling = f"; {self.latency.shortfall()}" if self.latency is not None and self.latency.max_ms else ""
         raise UserError(
             f"{space.source}: TPE proposed no new architecture inside the budget in "
-            f"{self.max_draws} draws; widen the tolerance or use --searcher random"
+            f"{self.max_draws} draws; widen the tolerance or use --searcher random{ceiling}"
         )
 
     def _scratch_study(self, history: list[optuna.trial.FrozenTrial], block: int) -> optuna.Study:
