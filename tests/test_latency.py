@@ -18,7 +18,8 @@ from scrfd_search.cli import main
 from scrfd_search.latency.blocks import arch_parts
 from scrfd_search.latency.modules import part_module
 from scrfd_search.latency.table import load_latency_table
-from scrfd_search.sampling.sampler import reachable_gflops
+from scrfd_search.sampling.sampler import reachable_gflops, sample_candidates
+from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
 
 SHAPE = ["--input-shape", "64", "64"]
@@ -63,8 +64,6 @@ def table(tmp_path_factory) -> Path:
 
 def sampled(space: dict, n: int, seed: int = 0) -> list:
     """n architectures of the space within its FLOPs budget."""
-    from scrfd_search.sampling.sampler import sample_candidates
-
     return [c.arch for c in sample_candidates(SearchSpace.from_dict(space), n, seed, confirm=False)]
 
 
@@ -148,10 +147,8 @@ def test_a_latency_ceiling_keeps_only_candidates_predicted_under_it(table, tmp_p
         assert loaded.predict_ms(_arch(row)) <= ceiling  # the arch written, predicted afresh
 
 
-def _arch(row: dict):
+def _arch(row: dict) -> ArchSpec:
     """The ArchSpec of a candidates.json row."""
-    from scrfd_search.space.arch import ArchSpec
-
     return ArchSpec.from_dict(row["arch"])
 
 

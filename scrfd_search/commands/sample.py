@@ -4,6 +4,10 @@ Each candidate is drawn uniformly from the search space's ranges, prefiltered by
 FLOPs counter, and confirmed by fvcore on the built detector. Writes DIR/arch_NNNN.json (one
 ArchSpec each, usable with `flops` and `train`) and DIR/candidates.json (all of them with their
 FLOPs and parameters by component). The same seed gives the same files, byte for byte.
+
+A space that names a `latency_table` (from `scrfd-search latency-table`) also gets each candidate's
+predicted milliseconds by component; with `max_latency_ms` it keeps only candidates predicted under
+that ceiling (and inside the FLOPs band). See docs/latency.md.
 """
 
 from __future__ import annotations
