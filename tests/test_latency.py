@@ -219,3 +219,17 @@ def error_line(capsys, command: str, argv: list[str], *needles: str) -> str:
     for needle in needles:
         assert needle in err, (needle, err)
     return err
+
+
+def test_the_optuna_searcher_proposes_only_candidates_under_the_ceiling(table, tmp_path):
+    from scrfd_search.search.searchers import BudgetedOptunaSearch  # optuna, ray: only this test needs them
+
+    loaded = load_latency_table(table)
+    predictions = sorted(loaded.predict_ms(a) for a in sampled(tiny_space(), 12, seed=2))
+    ceiling = predictions[len(predictions) // 2]
+    space = SearchSpace.from_dict({**tiny_space(), "max_latency_ms": ceiling, "latency_table": str(table)})
+    searcher = BudgetedOptunaSearch(
+        space, storage_url=f"sqlite:///{tmp_path / 's'}.db", study_name="s", seed=3, confirm=False
+    )
+    for i in range(3):
+        assert loaded.predict_ms(ArchSpec.from_dict(searcher.suggest(f"t{i}")["arch"])) <= ceiling
