@@ -77,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
         for target, result in zip(targets, results, strict=True):
             if target.arch is None:
                 raise UserError(f"{target.label}: an ONNX file has no ArchSpec to predict from a table")
-            result["predicted"] = {
-                "ms": table.predict_ms(target.arch),
-                "components_ms": table.predict_components(target.arch),
-            }
+            try:
+                result["predicted"] = {
+                    "ms": table.predict_ms(target.arch),
+                    "components_ms": table.predict_components(target.arch),
+                }
+            except UserError as exc:
+                raise UserError(f"{target.label}: {exc}") from None
     machine = None
     if table is None or args.measure:
         machine = machine_fingerprint(args.backend, args.device, args.threads, args.batch, shape)
@@ -159,7 +162,8 @@ def format_results(out: dict[str, Any]) -> str:
             line += f"  {r['predicted']['ms']:12.2f}"
         lines.append(line)
     if predicted:
-        lines.append("predicted ms by component: " + " ".join(f"{c:>6}" for c in COMPONENTS))
+        lines.append("predicted ms by component:")
+        lines.append(f"  {'':<{width}} " + " ".join(f"{c:>6}" for c in COMPONENTS))
         for r in out["results"]:
             parts = " ".join(f"{r['predicted']['components_ms'][c]:6.2f}" for c in COMPONENTS)
             lines.append(f"  {r['target']:<{width}} {parts}")
