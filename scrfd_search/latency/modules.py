@@ -106,19 +106,19 @@ def part_module(kind: str, coords: tuple[int, ...], input_shape: tuple[int, int]
         pafpn = _build({**model_defaults()["neck"], "in_channels": in_channels, "out_channels": neck})
         return pafpn.lateral_convs[level - 1], (feature(channels, level + 2),)
     if name == "neck_body":
-        return _NeckBody(coords[0]), tuple(feature(coords[0], e) for e in (3, 4, 5))
+        return _neck_body(coords[0]), tuple(feature(coords[0], e) for e in (3, 4, 5))
     if name in ("head_first", "head_unit"):
         neck, width = coords if name == "head_first" else (coords[0], coords[0])
         head = _head(rest, "box", neck, width, 1 if name == "head_first" else 2)
         unit = head.towers[0][0 if name == "head_first" else 1]
-        return _Levels(unit), tuple(feature(neck if name == "head_first" else width, e) for e in (3, 4, 5))
+        return _levels(unit), tuple(feature(neck if name == "head_first" else width, e) for e in (3, 4, 5))
     if name == "head_pred":
         head = _head("bn", rest, coords[0], SMALL, 0)  # no tower: the predictors read the neck directly
-        return _Predictors(head), tuple(feature(coords[0], e) for e in (3, 4, 5))
+        return _predictors(head), tuple(feature(coords[0], e) for e in (3, 4, 5))
     raise ValueError(f"unknown latency table kind {kind!r}")
 
 
-def _NeckBody(neck: int) -> Any:  # noqa: N802  (builds a module, named like one)
+def _neck_body(neck: int) -> Any:
     """The PAFPN without its lateral convs, on three neck-width inputs (C3, C4, C5)."""
     import torch  # deferred: heavy
 
@@ -136,7 +136,7 @@ def _NeckBody(neck: int) -> Any:  # noqa: N802  (builds a module, named like one
     return NeckBody().eval()
 
 
-def _Levels(unit: Any) -> Any:  # noqa: N802
+def _levels(unit: Any) -> Any:
     """One head tower unit run on each of the three levels."""
     import torch  # deferred: heavy
 
@@ -151,7 +151,7 @@ def _Levels(unit: Any) -> Any:  # noqa: N802
     return Levels().eval()
 
 
-def _Predictors(head: Any) -> Any:  # noqa: N802
+def _predictors(head: Any) -> Any:
     """The head's predictors on each level, reshaped as the released outputs (score through a sigmoid)."""
     import torch  # deferred: heavy
 
