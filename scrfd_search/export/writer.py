@@ -8,7 +8,8 @@ One folder per exported model, named `<rank>_<trial id>` (or the ArchSpec file's
   flops.json       GFLOPs and parameters per component (stem, C2-C5, neck, head) and the shares
   metrics.json     what the search measured (trial id, easy/medium/hard AP, epochs, experiment, step)
   <stem>.onnx      with --onnx: backbone -> neck -> head in the released SCRFD models' convention
-                   (input 1x3xHxW, outputs score_8/16/32, bbox_*, kps_*; dynamic H and W)
+                   (input Bx3xHxW, outputs score_8/16/32, bbox_*, kps_* of B x anchors x channels;
+                   dynamic B, H and W)
   onnx.json        with --onnx: inputs, outputs, preprocessing, where the weights came from, self-check
 plus export.json listing them. Everything is written into a temporary folder beside the destination and
 renamed into place at the end (io_utils.staged_folder), so an export is either complete or absent.
