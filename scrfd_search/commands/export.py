@@ -8,6 +8,9 @@ and input size and raw per-stride outputs (batch x anchors x channels), from the
 initialised, and said so), checked against PyTorch in onnxruntime. The configs train with the
 optimizer recipe the trial trained with (its searched lr; otherwise the optimizer's default for the
 full schedule); --optimizer, --lr, --weight-decay and --momentum override it.
+--pareto exports the non-dominated trials of a multi-objective search (`launch --objectives
+hard,latency` or `hard,gflops`) instead of the top K, each with its ONNX file, and measures each
+model's latency (predicted by the search's latency table against measured, in export.json).
 Default output: results/NAME/export/; an earlier export there is replaced only with --force, and a
 non-empty folder that holds no export is never touched.
 """
@@ -25,7 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
     parser.add_argument("name", nargs="?", help="experiment name (a folder under the results dir)")
     parser.add_argument("--arch", type=Path, default=None, help="export this ArchSpec JSON file instead of a search")
-    parser.add_argument("--top", type=int, default=1, help="how many of the best trials to export (default: 1)")
+    parser.add_argument("--top", type=int, default=None, help="how many of the best trials to export (default: 1)")
+    parser.add_argument(
+        "--pareto",
+        action="store_true",
+        help="export the non-dominated trials of a multi-objective search instead (with ONNX files and each "
+        "model's measured latency beside its prediction)",
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: results/NAME/export, or export/<arch stem>)"
     )
@@ -61,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("expected either an experiment NAME or --arch ARCH.json (exactly one)")
     if args.checkpoint is not None and args.arch is None:
         raise UserError("--checkpoint: only with --arch (a search's export takes each trial's own checkpoint)")
+    if args.pareto and (args.arch is not None or args.top is not None):
+        raise UserError("--pareto: exports a search's non-dominated trials (not with --arch or --top)")
+    top = 1 if args.top is None else args.top
+    from scrfd_search.export.latency_check import latency_text  # onnxruntime: keeps --help fast
     from scrfd_search.export.writer import export_arch, export_experiment  # torch/mmdet: keeps --help fast
 
     if args.arch is not None:
@@ -76,13 +89,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         out, index = export_experiment(
             args.name,
-            args.top,
+            top,
             args.out,
             results_dir=args.results_dir,
             data_root=args.data_root,
-            with_onnx=args.onnx,
+            with_onnx=args.onnx or args.pareto,
             force=args.force,
             recipe_flags=recipe_flags(args),
+            pareto=args.pareto,
         )
     for entry in index["models"]:
         ap = f"  hard AP {entry['hard']:.4f}" if entry.get("hard") is not None else ""
@@ -96,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
                 "freshly initialised weights (no checkpoint)" if entry["onnx_freshly_initialised"] else "checkpoint"
             )
             print(f"{out / entry['onnx']}  from {origin}")
+        if "latency" in entry:
+            print("  " + latency_text(entry["latency"]))
     count = len(index["models"])
-    if args.arch is None and count < args.top:
-        print(f"note: only {count} finished trial(s) with a hard AP; --top asked for {args.top}")
+    if args.arch is None and not args.pareto and count < top:
+        print(f"note: only {count} finished trial(s) with a hard AP; --top asked for {top}")
     print(f"{count} model(s) exported to {out}")
     return 0

@@ -85,3 +85,11 @@ def pareto_ids(trials: Sequence[Any], objectives: Sequence[Objective]) -> list[s
             finished.append((trial.trial_id, values))
     marks = non_dominated([v for _, v in finished], [o.mode for o in objectives])
     return [trial_id for (trial_id, _), on_front in zip(finished, marks, strict=True) if on_front]
+
+
+def reported_costs(config: dict[str, Any]) -> dict[str, float]:
+    """What a trial reports beside its APs: its GFLOPs and (when predicted) latency, for multi-objective Optuna."""
+    costs = {"gflops": float(config["flops"]["total_gflops"])} if isinstance(config.get("flops"), dict) else {}
+    if config.get("latency_ms") is not None:
+        costs["latency_ms"] = float(config["latency_ms"])
+    return costs

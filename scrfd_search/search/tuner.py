@@ -7,6 +7,7 @@ from typing import Any
 
 from scrfd_search.recipe import Recipe, RecipeSpace
 from scrfd_search.search.constraint import ShareConstraint
+from scrfd_search.search.costs import latency_predictor
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.prepare import fixed_candidate
 from scrfd_search.search.settings import SearchSettings, asha_grace_period
@@ -70,8 +71,9 @@ def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: 
         )
     else:
         constraint = ShareConstraint.from_dict(record.constraint) if record.constraint else None
+        space = SearchSpace.from_dict(record.space, str(ExperimentStore(s.path).experiment_file))
         searcher = BudgetedOptunaSearch(
-            SearchSpace.from_dict(record.space, str(ExperimentStore(s.path).experiment_file)),
+            space,
             storage_url=s.optuna_url,
             study_name=record.study_name or s.name,
             seed=s.seed,
@@ -79,12 +81,18 @@ def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: 
             replay=configs,
             recipe_space=recipe_space_of(record),
             base_recipe=base_recipe_of(record, s),
+            objectives=s.objective_list,
+            latency=latency_predictor(space),
         )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or 1)
 
 
 def build_scheduler(settings: SearchSettings) -> Any:
-    """FIFO (every trial trains all epochs) or ASHA on hard AP, by epoch, with max_t = epochs."""
+    """FIFO (every trial trains all epochs) or ASHA on hard AP, by epoch, with max_t = epochs.
+
+    ASHA ranks by hard AP alone whatever the objectives: a trial's cost (latency, GFLOPs) does not
+    change while it trains, so only its AP can tell ASHA's rungs anything.
+    """
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if settings.scheduler == "fifo":
