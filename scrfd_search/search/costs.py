@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scrfd_search.errors import UserError
-from scrfd_search.latency.table import load_latency_table
+from scrfd_search.latency.budget import space_latency
 from scrfd_search.search.objectives import LATENCY, Objective
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
@@ -29,10 +29,13 @@ def check_objectives(objectives: tuple[Objective, ...], space: SearchSpace, flag
 
 
 def latency_predictor(space: SearchSpace | None) -> LatencyPredictor | None:
-    """Predicted milliseconds of an architecture by the space's latency table (None without a table)."""
-    if space is None or space.latency_table is None:
-        return None
-    return load_latency_table(space.latency_table).predict_ms
+    """Predicted milliseconds of an architecture by the space's latency table (None without a table).
+
+    The table is checked against this machine as for a latency budget (latency.budget.space_latency):
+    a table from another device is refused, naming both fingerprints.
+    """
+    budget = space_latency(space) if space is not None else None
+    return budget.table.predict_ms if budget is not None else None
 
 
 def with_latency(configs: list[dict[str, Any]], predict: LatencyPredictor | None) -> list[dict[str, Any]]:
