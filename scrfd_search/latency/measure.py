@@ -115,8 +115,8 @@ def machine_fingerprint(
     }
 
 
-def time_interleaved(targets: Sequence[Callable[[], Any]], runs: int, warmup: int) -> list[Timing]:
-    """Time each callable `runs` times after `warmup` calls, one call of each per round."""
+def interleaved_samples(targets: Sequence[Callable[[], Any]], runs: int, warmup: int) -> list[list[float]]:
+    """Per-run milliseconds of each callable: `warmup` untimed calls each, then `runs` rounds of one call each."""
     if runs < 1:
         raise UserError(f"--runs: {runs} must be at least 1")
     for target in targets:
@@ -128,7 +128,12 @@ def time_interleaved(targets: Sequence[Callable[[], Any]], runs: int, warmup: in
             start = time.perf_counter()
             target()
             into.append((time.perf_counter() - start) * 1000.0)
-    return [Timing.of(s) for s in samples]
+    return samples
+
+
+def time_interleaved(targets: Sequence[Callable[[], Any]], runs: int, warmup: int) -> list[Timing]:
+    """Time each callable `runs` times after `warmup` calls, one call of each per round."""
+    return [Timing.of(s) for s in interleaved_samples(targets, runs, warmup)]
 
 
 def measure_target(

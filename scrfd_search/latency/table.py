@@ -73,7 +73,7 @@ class LatencyTable:
     meta: dict[str, Any] = field(default_factory=dict)  # spaces, runs, grid points, build time
     source: str = "<table>"
     # part -> ms, filled as parts are predicted (samplers predict the same backbone parts many times)
-    _cache: dict[Part, float] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[Part, float] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def input_shape(self) -> tuple[int, int]:

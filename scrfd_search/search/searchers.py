@@ -34,10 +34,10 @@ from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import FlopsReport
+from scrfd_search.latency.budget import space_latency
 from scrfd_search.recipe import Recipe, RecipeSpace
 from scrfd_search.sampling.budget_fit import fit_neck_head
 from scrfd_search.search.constraint import ShareConstraint
-from scrfd_search.search.costs import LatencyPredictor
 from scrfd_search.search.objectives import HARD, Objective, is_multi, reported_costs
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
@@ -196,7 +196,6 @@ class BudgetedOptunaSearch(OptunaSearch):
         recipe_space: RecipeSpace | None = None,
         base_recipe: Recipe | None = None,
         objectives: tuple[Objective, ...] = (HARD,),
-        latency: LatencyPredictor | None = None,
     ) -> None:
         metric, mode = metric_and_mode(objectives)
         super().__init__(
@@ -216,7 +215,7 @@ class BudgetedOptunaSearch(OptunaSearch):
         self.max_draws = max_draws
         self.confirm = confirm
         self.objectives = objectives
-        self.latency = latency
+        self.latency = space_latency(space)  # the space's table (and max_latency_ms), if it names one
         self.costs: dict[str, dict[str, float]] = {}  # per Ray trial id: what it is told to Optuna beside its AP
         # trials a killed driver left unfinished: handed out again first, with their study numbers
         self.replay = list(replay or [])
@@ -245,8 +244,8 @@ class BudgetedOptunaSearch(OptunaSearch):
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         ot_trial.set_user_attr("gflops", flops.total_gflops)
         config["flops"] = flops.to_dict()
-        if self.latency is not None:
-            config["latency_ms"] = self.latency(ArchSpec.from_dict(config["arch"], "trial config"))
+        if self.latency is not None:  # every trial of a space with a table records its predicted latency
+            config["latency_ms"] = self.latency.table.predict_ms(ArchSpec.from_dict(config["arch"], "trial config"))
             ot_trial.set_user_attr("latency_ms", config["latency_ms"])
         config["optuna_number"] = ot_trial.number
         config["trial_key"] = optuna_key(ot_trial.number)
@@ -301,13 +300,16 @@ class BudgetedOptunaSearch(OptunaSearch):
             if fitted is None:
                 continue
             arch = fitted[0]
+            if self.latency is not None and not self.latency.fits(arch):
+                continue
             taken.add(arch.key())
             flops = self._confirmed(arch)
             if _in_budget(space, flops, self.constraint):
                 return self._params_of(proposal.params, arch), flops
+        ceiling = f"; {self.latency.shortfall()}" if self.latency is not None and self.latency.max_ms else ""
         raise UserError(
             f"{space.source}: TPE proposed no new architecture inside the budget in "
-            f"{self.max_draws} draws; widen the tolerance or use --searcher random"
+            f"{self.max_draws} draws; widen the tolerance or use --searcher random{ceiling}"
         )
 
     def _scratch_study(self, history: list[optuna.trial.FrozenTrial], block: int) -> optuna.Study:

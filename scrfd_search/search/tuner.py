@@ -7,7 +7,6 @@ from typing import Any
 
 from scrfd_search.recipe import Recipe, RecipeSpace
 from scrfd_search.search.constraint import ShareConstraint
-from scrfd_search.search.costs import latency_predictor
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.prepare import fixed_candidate
 from scrfd_search.search.settings import SearchSettings, asha_grace_period
@@ -71,9 +70,8 @@ def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: 
         )
     else:
         constraint = ShareConstraint.from_dict(record.constraint) if record.constraint else None
-        space = SearchSpace.from_dict(record.space, str(ExperimentStore(s.path).experiment_file))
         searcher = BudgetedOptunaSearch(
-            space,
+            SearchSpace.from_dict(record.space, str(ExperimentStore(s.path).experiment_file)),
             storage_url=s.optuna_url,
             study_name=record.study_name or s.name,
             seed=s.seed,
@@ -82,7 +80,6 @@ def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: 
             recipe_space=recipe_space_of(record),
             base_recipe=base_recipe_of(record, s),
             objectives=s.objective_list,
-            latency=latency_predictor(space),
         )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or 1)
 
