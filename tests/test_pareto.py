@@ -18,6 +18,7 @@ from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.search.objectives import GFLOPS, HARD, LATENCY, non_dominated, parse_objectives
 from scrfd_search.search.store import ExperimentStore
+from scrfd_search.space.search_space import SearchSpace
 
 # (hard AP, latency ms) of eight trials; the front by hand: t1 (fastest), t3, t5, t7 (best AP)
 POINTS = [(0.30, 12.0), (0.25, 9.0), (0.40, 11.0), (0.35, 11.5), (0.45, 14.0), (0.44, 16.0), (0.20, 20.0), (0.50, 25.0)]
@@ -162,3 +163,36 @@ def test_gflops_objective_marks_by_counted_gflops(tmp_path) -> None:
         )
     ]
     assert store.pareto_ids() == expected and expected
+
+
+def test_multi_objective_optuna_tells_the_study_hard_ap_and_the_cost(tmp_path) -> None:
+    import optuna
+
+    from scrfd_search.search.searchers import BudgetedOptunaSearch
+
+    space = SearchSpace.from_dict(SearchSpace.load(STEP1_SPACE).to_dict())  # as the tuner reads it back
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+
+    def searcher(**kwargs) -> BudgetedOptunaSearch:
+        return BudgetedOptunaSearch(
+            space, storage_url=url, study_name="mo", seed=5, confirm=False, objectives=(HARD, GFLOPS), **kwargs
+        )
+
+    first = searcher()
+    configs = [first.suggest(f"t{i}") for i in range(4)]
+    for i, config in enumerate(configs[:2]):  # the trainable reports the costs too; here only the AP arrives
+        first.on_trial_complete(f"t{i}", {"hard": 0.1 * (i + 1), "training_iteration": 1})
+    resumed = searcher(replay=[configs[2]])  # a killed driver's unfinished trial, handed out again
+    assert resumed.suggest("again") == configs[2]
+    resumed.on_trial_complete("again", {"hard": 0.5, "training_iteration": 1})
+    later = [resumed.suggest(f"n{i}") for i in range(3)]  # TPE over a two-objective history
+    low, high = space.budget_range()
+    assert all(low <= c["flops"]["total_gflops"] <= high for c in later)
+    assert len({json.dumps(c["arch"], sort_keys=True) for c in configs + later}) == 7
+
+    study = optuna.load_study(study_name="mo", storage=url)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    values = {t.number: t.values for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    expected = {c["optuna_number"]: [h, c["flops"]["total_gflops"]] for c, h in zip(configs[:3], (0.1, 0.2, 0.5), strict=True)}
+    assert values.keys() == expected.keys()
+    assert all(values[n] == pytest.approx(v) for n, v in expected.items())

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from scrfd_search.commands.recipe_flags import add_recipe_arguments, recipe_flags
 from scrfd_search.errors import UserError
+from scrfd_search.export.latency_check import latency_entry, latency_text, settings_for
+from scrfd_search.latency.measure import machine_fingerprint
+from scrfd_search.search.store import ExperimentStore, store_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +68,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(parser, lr_note="; default for a trial: the lr its search chose")
 
 
+def pareto_timer(name: str, results_dir: Path | None) -> Any:
+    """Times an exported model as `scrfd-search latency` does, with the search's latency table's settings."""
+    from scrfd_search.latency_targets import Settings, Target, measure_targets  # onnxruntime/torch
+
+    store = ExperimentStore(store_path(name, results_dir))
+    chosen = settings_for(store.read_experiment(), str(store.experiment_file))
+    timing = Settings(chosen.backend, chosen.device, chosen.threads, chosen.batch, chosen.input_shape)
+
+    def time_model(item: Any, onnx_file: Path) -> dict[str, Any]:
+        """The `latency` entry of one exported model (its ONNX file, or its module for --backend torch)."""
+        if chosen.backend == "onnxruntime":
+            target = Target(str(onnx_file), onnx=onnx_file)
+        else:
+            target = Target(str(onnx_file), arch=item.arch, checkpoint=item.checkpoint)
+        measured = measure_targets([target], timing, chosen.runs, chosen.warmup)[0]
+        machine = machine_fingerprint(chosen.backend, chosen.device, chosen.threads, chosen.batch, chosen.input_shape)
+        return latency_entry(item, measured, machine, chosen)
+
+    return time_model
+
+
 def run(args: argparse.Namespace) -> int:
     """Export and list what was written."""
     if (args.name is None) == (args.arch is None):
@@ -73,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
     if args.pareto and (args.arch is not None or args.top is not None):
         raise UserError("--pareto: exports a search's non-dominated trials (not with --arch or --top)")
     top = 1 if args.top is None else args.top
-    from scrfd_search.export.latency_check import latency_text  # onnxruntime: keeps --help fast
     from scrfd_search.export.writer import export_arch, export_experiment  # torch/mmdet: keeps --help fast
 
     if args.arch is not None:
@@ -97,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             recipe_flags=recipe_flags(args),
             pareto=args.pareto,
+            time_model=pareto_timer(args.name, args.results_dir) if args.pareto else None,
         )
     for entry in index["models"]:
         ap = f"  hard AP {entry['hard']:.4f}" if entry.get("hard") is not None else ""

@@ -3,22 +3,18 @@
 The model is timed as the table was measured (its backend, device, threads, batch and input shape),
 or, for a search without a table, with the `latency` command's defaults (onnxruntime, cpu, 1 thread,
 batch 1) at the search's input shape: the network alone, the exported ONNX file in onnxruntime or
-the same module in PyTorch. export.json keeps both fingerprints, so a measurement taken on another
-machine than the table's is visible as such.
+the same module in PyTorch, exactly as `scrfd-search latency` times an ONNX file or an ArchSpec
+(the command passes that timer to the writer: scrfd_search.latency_targets). export.json keeps both
+fingerprints, so a measurement taken on another machine than the table's is visible as such.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from scrfd_search.export.checkpoints import load_detector
-from scrfd_search.export.released_format import released_head_module
 from scrfd_search.export.selection import ExportItem
-from scrfd_search.latency.measure import machine_fingerprint, measure_target
+from scrfd_search.latency.measure import TargetTiming
 from scrfd_search.latency.table import FINGERPRINT_KEYS, load_latency_table
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.space.search_space import DEFAULT_INPUT_SHAPE, SearchSpace
@@ -55,49 +51,22 @@ def settings_for(record: ExperimentRecord, source: str) -> LatencySettings:
     )
 
 
-def _network_runner(item: ExportItem, onnx_file: Path, settings: LatencySettings) -> Any:
-    """A call that runs the network alone once on a zero batch, as the settings say."""
-    shape = (settings.batch, 3, *settings.input_shape)
-    if settings.backend == "onnxruntime":
-        import onnxruntime  # deferred: heavy
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = settings.threads
-        options.inter_op_num_threads = 1
-        providers = ["CUDAExecutionProvider"] if settings.device == "cuda" else ["CPUExecutionProvider"]
-        session = onnxruntime.InferenceSession(str(onnx_file), options, providers=providers)
-        feed = {session.get_inputs()[0].name: np.zeros(shape, np.float32)}
-        return lambda: session.run(None, feed)
-    import torch  # deferred: heavy
-
-    torch.set_num_threads(settings.threads)
-    module = released_head_module(load_detector(item.arch, item.checkpoint)).to(settings.device)
-    images = torch.zeros(shape, device=settings.device)
-
-    def run() -> Any:
-        with torch.no_grad():
-            out = module(images)
-        if settings.device == "cuda":
-            torch.cuda.synchronize()
-        return out
-
-    return run
-
-
-def measured_latency(item: ExportItem, onnx_file: Path, settings: LatencySettings) -> dict[str, Any]:
+def latency_entry(
+    item: ExportItem, timing: TargetTiming, machine: dict[str, Any], settings: LatencySettings
+) -> dict[str, Any]:
     """export.json's `latency` of one model: predicted ms, measured median/p10/p90, error, where measured."""
-    timing = measure_target(_network_runner(item, onnx_file, settings), None, settings.runs, settings.warmup).network
-    here = machine_fingerprint(settings.backend, settings.device, settings.threads, settings.batch, settings.input_shape)
     predicted = (item.metrics or {}).get("predicted_latency_ms")
+    median = timing.network.median_ms
     fp = settings.table_fingerprint
     return {
         "predicted_ms": predicted,
-        "measured": {**timing.to_dict(), "what": "network alone"},
-        "error_pct": None if predicted is None else 100.0 * (predicted - timing.median_ms) / timing.median_ms,
-        "machine": here,
+        "measured": {**timing.network.to_dict(), "what": "network alone"},
+        "end_to_end": timing.end_to_end.to_dict() if timing.end_to_end is not None else None,
+        "error_pct": None if predicted is None else 100.0 * (predicted - median) / median,
+        "machine": machine,
         "table": settings.table_file,
         "table_fingerprint": fp,
-        "same_machine_as_table": None if fp is None else all(here.get(k) == fp.get(k) for k in FINGERPRINT_KEYS),
+        "same_machine_as_table": None if fp is None else all(machine.get(k) == fp.get(k) for k in FINGERPRINT_KEYS),
     }
 
 

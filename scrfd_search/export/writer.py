@@ -18,6 +18,7 @@ renamed into place at the end (io_utils.staged_folder), so an export is either c
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,6 @@ from scrfd_search.config_writer import (
     write_child,
 )
 from scrfd_search.errors import UserError
-from scrfd_search.export.latency_check import LatencySettings, measured_latency, settings_for
 from scrfd_search.export.onnx_file import write_onnx
 from scrfd_search.export.selection import ExportItem, item_from_arch, items_from_experiment
 from scrfd_search.io_utils import atomic_write_json, check_writable, staged_folder
@@ -38,6 +38,7 @@ from scrfd_search.recipe import OPTIMIZERS, Recipe
 from scrfd_search.search.store import ExperimentStore, store_path
 
 INDEX_FILE = "export.json"
+ModelTimer = Callable[[ExportItem, Path], dict[str, Any]]  # an exported model's `latency` entry in export.json
 
 
 def export_recipe(item: ExportItem, flags: dict[str, Any] | None = None) -> Recipe:
@@ -95,11 +96,11 @@ def write_item(
     data_root: str,
     with_onnx: bool,
     recipe_flags: dict[str, Any] | None = None,
-    latency: LatencySettings | None = None,
+    time_model: ModelTimer | None = None,
 ) -> dict[str, Any]:
     """Every file of one exported model into folder (its config over the export's _base_/); its export.json entry.
 
-    With latency (export --pareto; needs with_onnx), the ONNX file is timed and the entry gets `latency`.
+    With time_model (export --pareto; needs with_onnx), the ONNX file is timed and the entry gets `latency`.
     """
     recipe = export_recipe(item, recipe_flags)
     cfg = full_config(item.arch, data_root, work_dir=f"work_dirs/{item.stem}", recipe=recipe)
@@ -120,8 +121,8 @@ def write_item(
     if with_onnx:
         note = write_onnx(item, folder)
         entry |= {"onnx": _relative(item, note["file"]), "onnx_freshly_initialised": note["freshly_initialised"]}
-        if latency is not None:
-            entry["latency"] = measured_latency(item, folder / note["file"], latency)
+        if time_model is not None:
+            entry["latency"] = time_model(item, folder / note["file"])
     return entry
 
 
@@ -146,12 +147,12 @@ def write_export(
     force: bool = False,
     source: dict[str, Any] | None = None,
     recipe_flags: dict[str, Any] | None = None,
-    latency: LatencySettings | None = None,
+    time_model: ModelTimer | None = None,
 ) -> dict[str, Any]:
     """Write every item into out (built beside it, then renamed into place); the export.json contents.
 
     recipe_flags (optimizer, lr, weight_decay, momentum; None = not given) override each item's recipe.
-    latency (with with_onnx): time each ONNX file and record it beside the predicted latency.
+    time_model (with with_onnx): each model's `latency` entry from its item and ONNX file.
     """
     out = Path(out).expanduser().absolute()
     check_destination(out, force)
@@ -161,7 +162,7 @@ def write_export(
     with staged_folder(out) as staging:
         write_bases(staging)
         entries = [
-            write_item(item, staging / item.folder, data_root, with_onnx, recipe_flags, latency) for item in items
+            write_item(item, staging / item.folder, data_root, with_onnx, recipe_flags, time_model) for item in items
         ]
         index = {"source": source or {}, "data_root": data_root, "onnx": with_onnx, "models": entries}
         atomic_write_json(staging / INDEX_FILE, index)
@@ -179,19 +180,18 @@ def export_experiment(
     force: bool = False,
     recipe_flags: dict[str, Any] | None = None,
     pareto: bool = False,
+    time_model: ModelTimer | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Export an experiment's top trials (default out: results/NAME/export); the folder and export.json.
 
-    pareto: its non-dominated trials instead, each with ONNX and its latency measured against the prediction.
+    pareto: its non-dominated trials instead, each with ONNX (and, with time_model, its measured latency).
     """
     items = items_from_experiment(name, top, results_dir, need_checkpoints=with_onnx or pareto, pareto=pareto)
     dest = Path(out) if out is not None else store_path(name, results_dir) / "export"
     store = ExperimentStore(store_path(name, results_dir))
     source: dict[str, Any] = {"experiment": name, "top": top, "store": str(store.path)}
-    latency = None
     if pareto:
         source = {"experiment": name, "pareto": [o.name for o in store.objectives()], "store": str(store.path)}
-        latency = settings_for(store.read_experiment(), str(store.experiment_file))
     return dest, write_export(
         items,
         dest,
@@ -200,7 +200,7 @@ def export_experiment(
         force=force,
         source=source,
         recipe_flags=recipe_flags,
-        latency=latency,
+        time_model=time_model,
     )
 
 

@@ -259,7 +259,8 @@ class BudgetedOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Record errored trials as FAIL in the study (OptunaSearch would keep their last AP as COMPLETE)."""
-        result = None if error or not result else {**self.costs.pop(trial_id, {}), **result}
+        costs = self.costs.pop(trial_id, {})  # the trial reports them too; kept here for a result that lacks them
+        result = None if error or not result else {**costs, **result}
         if trial_id in self.replayed:
             number = self.replayed.pop(trial_id)
             values = self._values(result)
