@@ -180,7 +180,7 @@ def test_multi_objective_optuna_tells_the_study_hard_ap_and_the_cost(tmp_path) -
 
     first = searcher()
     configs = [first.suggest(f"t{i}") for i in range(4)]
-    for i, config in enumerate(configs[:2]):  # the trainable reports the costs too; here only the AP arrives
+    for i in range(2):  # the trainable reports the costs too; here only the AP arrives
         first.on_trial_complete(f"t{i}", {"hard": 0.1 * (i + 1), "training_iteration": 1})
     resumed = searcher(replay=[configs[2]])  # a killed driver's unfinished trial, handed out again
     assert resumed.suggest("again") == configs[2]
@@ -193,6 +193,8 @@ def test_multi_objective_optuna_tells_the_study_hard_ap_and_the_cost(tmp_path) -
     study = optuna.load_study(study_name="mo", storage=url)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     values = {t.number: t.values for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
-    expected = {c["optuna_number"]: [h, c["flops"]["total_gflops"]] for c, h in zip(configs[:3], (0.1, 0.2, 0.5), strict=True)}
+    expected = {
+        c["optuna_number"]: [h, c["flops"]["total_gflops"]] for c, h in zip(configs[:3], (0.1, 0.2, 0.5), strict=True)
+    }
     assert values.keys() == expected.keys()
     assert all(values[n] == pytest.approx(v) for n, v in expected.items())

@@ -4,8 +4,9 @@ For each of the top K trials by hard AP: an mmdet 3.x config with SCRFD's full 6
 WIDER FACE (large-crop sample redistribution, WIDER FACE metric) that `tools/train.py` or mmdet's own
 tools/train.py accept as is; the ArchSpec JSON; FLOPs and parameters by component; the search
 metrics it was chosen on. --onnx adds an ONNX model of backbone -> neck -> head with dynamic batch
-and input size and raw per-stride outputs (batch x anchors x channels), from the trial's checkpoint when it saved one (else freshly
-initialised, and said so), checked against PyTorch in onnxruntime. The configs train with the
+and input size and raw per-stride outputs (batch x anchors x channels), from the trial's checkpoint
+when it saved one (else freshly initialised, and said so), checked against PyTorch in onnxruntime
+at batch 1 and 3. The configs train with the
 optimizer recipe the trial trained with (its searched lr; otherwise the optimizer's default for the
 full schedule); --optimizer, --lr, --weight-decay and --momentum override it.
 --pareto exports the non-dominated trials of a multi-objective search (`launch --objectives

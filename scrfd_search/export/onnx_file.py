@@ -72,9 +72,7 @@ def onnx_max_difference(
         got = session.run(None, {"input": images.numpy()})
         for e, g in zip(expected, got, strict=True):
             if e.shape != g.shape:
-                raise RuntimeError(
-                    f"ONNX output shape {g.shape} differs from PyTorch's {e.shape} at {batch}x3x{h}x{w}"
-                )
+                raise RuntimeError(f"ONNX output shape {g.shape} differs from PyTorch's {e.shape} at {batch}x3x{h}x{w}")
             worst = max(worst, float(np.max(np.abs(e - g))) if e.size else 0.0)
     return worst
 

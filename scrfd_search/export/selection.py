@@ -111,10 +111,7 @@ def items_from_experiment(
         raise UserError(f"--top: {top} must be at least 1")
     store = ExperimentStore(store_path(name, results_dir))
     settings = store.read_experiment()
-    if pareto:
-        best = pareto_trials(store)
-    else:
-        best = [t for t in ranked(store.read_trials()) if t.state != "ERROR"][:top]
+    best = pareto_trials(store) if pareto else [t for t in ranked(store.read_trials()) if t.state != "ERROR"][:top]
     if not best:
         raise UserError(f"{store.leaderboard_file}: no trial with a hard AP yet (nothing to export)")
     items = []

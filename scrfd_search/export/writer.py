@@ -11,8 +11,9 @@ One folder per exported model, named `<rank>_<trial id>` (or the ArchSpec file's
                    (input Bx3xHxW, outputs score_8/16/32, bbox_*, kps_* of B x anchors x channels;
                    dynamic B, H and W)
   onnx.json        with --onnx: inputs, outputs, preprocessing, where the weights came from, self-check
-plus export.json listing them (with --pareto, each model's measured latency beside its prediction). Everything is written into a temporary folder beside the destination and
-renamed into place at the end (io_utils.staged_folder), so an export is either complete or absent.
+plus export.json listing them (with --pareto, each model's measured latency beside its prediction).
+Everything is written into a temporary folder beside the destination and renamed into place at the
+end (io_utils.staged_folder), so an export is either complete or absent.
 """
 
 from __future__ import annotations

@@ -40,9 +40,7 @@ def parse_objectives(text: str, flag: str = "--objectives") -> tuple[Objective, 
     names = tuple(part.strip() for part in str(text).split(","))
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown:
-        raise UserError(
-            f"{flag}: unknown objective {unknown[0]!r} (expected one of: {', '.join(ACCEPTED)})"
-        )
+        raise UserError(f"{flag}: unknown objective {unknown[0]!r} (expected one of: {', '.join(ACCEPTED)})")
     if ",".join(names) not in ACCEPTED:
         raise UserError(f"{flag}: {text!r} is not a supported combination (expected one of: {', '.join(ACCEPTED)})")
     return tuple(OBJECTIVES[n] for n in names)

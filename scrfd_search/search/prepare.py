@@ -20,8 +20,8 @@ from scrfd_search.search.checks import (
     local_cpus,
     local_gpus,
 )
-from scrfd_search.search.costs import check_objectives
 from scrfd_search.search.constraint import DEFAULT_TOP_K, ShareConstraint, constraint_from_store
+from scrfd_search.search.costs import check_objectives
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import ExperimentStore, store_path
