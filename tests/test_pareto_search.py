@@ -26,7 +26,7 @@ name: pareto-tiny
 step: 1
 block: basic
 budget_gflops: {budget}
-tolerance: 0.6
+tolerance: 0.5
 input_shape: [128, 128]
 stem_width: {{min: 8, max: 16, step: 8}}
 depth: {{min: 1, max: 2}}
@@ -43,7 +43,7 @@ head:
   keypoints: false
 latency_table: table.json
 """
-BUDGET_GFLOPS = 0.05
+BUDGET_GFLOPS = 0.03
 TRIALS = 6
 TINY = ["--img-size", "128", "--batch-size", "4", "--cpus-per-trial", "1", "--gpus-per-trial", "0", "--epochs", "1"]
 
@@ -55,7 +55,7 @@ def space(tmp_path_factory) -> Path:
     path = folder / "tiny.yaml"
     path.write_text(TINY_SPACE.format(budget=BUDGET_GFLOPS))
     args = ["latency-table", "--space", str(path), "--out", str(folder / "table.json"), "--grid-points", "2"]
-    assert main([*args, "--runs", "3", "--warmup", "1", "--passes", "1", "--fit-models", "2"]) == 0
+    assert main([*args, "--runs", "3", "--warmup", "1", "--passes", "1", "--fit-models", "0"]) == 0
     return path
 
 

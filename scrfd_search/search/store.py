@@ -75,8 +75,8 @@ class TrialRecord:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise UserError(f"{where}: {key}: {data[key]!r} is not a string")
         latency = data.get("latency_ms")
-        if latency is not None and (not isinstance(latency, int | float) or isinstance(latency, bool) or latency <= 0):
-            raise UserError(f"{where}: latency_ms: {latency!r} is not a positive number")
+        if latency is not None and (not isinstance(latency, int | float) or isinstance(latency, bool)):
+            raise UserError(f"{where}: latency_ms: {latency!r} is not a number")
         if not isinstance(data.get("extra") or {}, dict):
             raise UserError(f"{where}: extra: expected an object")
         try:
