@@ -139,3 +139,32 @@ def test_status_and_export_pareto_follow_the_front(searched, capsys) -> None:
         )
     printed = capsys.readouterr().out
     assert printed.count("ms measured") == len(front) and "predicted" in printed
+
+
+def test_a_random_search_records_latency_and_marks_the_gflops_front(space, demo_data, tmp_path) -> None:
+    """The paper's random searcher with --objectives hard,gflops: predicted latency recorded all the same."""
+    import ray
+
+    argv = ["launch", "--space", str(space), "--data", str(demo_data), "--name", "rg", "--results-dir", str(tmp_path)]
+    try:
+        assert main([*argv, "--trials", "3", "--objectives", "hard,gflops", "--seed", "1", *TINY]) == 0
+    finally:
+        ray.shutdown()
+    store = ExperimentStore(tmp_path / "rg")
+    rows = store.read_trials()
+    table = load_latency_table(space.parent / "table.json")
+    candidates = json.loads((store.path / "candidates.json").read_text())["candidates"]
+    assert [c["latency_ms"] for c in candidates] == [r.latency_ms for r in sorted(rows, key=lambda r: r.trial_id)]
+    assert all(r.latency_ms == pytest.approx(table.predict_ms(r.arch), rel=1e-9) for r in rows)
+    front = {
+        a.trial_id
+        for a in rows
+        if not any(
+            b.hard >= a.hard
+            and b.flops.total_gflops <= a.flops.total_gflops
+            and (b.hard > a.hard or b.flops.total_gflops < a.flops.total_gflops)
+            for b in rows
+        )
+    }
+    data = json.loads(store.leaderboard_file.read_text())
+    assert data["objectives"] == ["hard", "gflops"] and set(data["pareto"]) == front
