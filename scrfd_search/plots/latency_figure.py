@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scrfd_search.plots.data import StoreView
-from scrfd_search.plots.figures import AP_LABEL, TRIAL_COLUMNS, _counts_caption, _trial_row, pct
+from scrfd_search.plots.figures import AP_LABEL, TRIAL_COLUMNS, _counts_caption, _trial_row, figure_stem, pct
 from scrfd_search.plots.style import COLUMN_WIDTH_IN, Drawn, caption, new_figure, store_color, style_context
 from scrfd_search.search.objectives import HARD, LATENCY, pareto_ids
 
@@ -13,6 +13,7 @@ def has_latency(view: StoreView) -> bool:
     return any(t.latency_ms is not None for t in view.trials)
 
 
+@figure_stem("pareto_hard_ap_latency_")
 def latency_pareto_figure(view: StoreView) -> Drawn:
     """Hard AP against each trial's predicted latency; the finished trials no other beats in both, joined."""
     trials = [t for t in view.trials if t.latency_ms is not None]
