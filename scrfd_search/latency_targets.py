@@ -4,8 +4,8 @@ Network alone is the released outputs (score_*, bbox_* and kps_* per stride, the
 ONNX file returns); end to end adds what `scrfd-search detect` does around it for one image: the
 letterbox (resize keeping the ratio, pad), normalisation, decoding from the anchor centres and NMS.
 An ArchSpec is exported to ONNX by the project's export code for onnxruntime, and run as the
-released-output module for torch; a checkpoint's weights are loaded where the target names one
-(weights change no layer's cost; they change how many boxes reach NMS).
+released-output module for torch, with freshly initialised weights (weights change no layer's cost;
+they change how many boxes reach NMS: time an exported ONNX file for a trained model's end to end).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from scrfd_search.export.released_format import released_head_module
 from scrfd_search.inference import CheckpointDetector, OnnxDetector, letterbox, read_image
 from scrfd_search.latency.measure import TargetTiming, Timing, interleaved_samples
 from scrfd_search.latency.modules import ort_options, ort_session, set_torch_threads, torch_runner
-from scrfd_search.search.store import ExperimentStore, store_path
+from scrfd_search.search.store import load_arch_ref
 from scrfd_search.space.arch import ArchSpec
 
 TARGET_KINDS = "an ArchSpec JSON, a config .py, an ONNX file, or a stored trial NAME/KEY"
@@ -69,10 +69,9 @@ def resolve_target(text: str, results_dir: Path | None = None) -> Target:
         raise UserError(f"{text}: a {suffix or 'suffix-less'} file is not a target (expected {TARGET_KINDS})")
     if path.is_dir():
         raise UserError(f"{text}: a folder is not a target (expected {TARGET_KINDS})")
-    name, sep, key = text.partition("/")
-    if not sep or not key or "/" in key or path.suffix.lower() in (".json", ".py", ".onnx"):
+    if text.count("/") != 1 or path.suffix.lower() in (".json", ".py", ".onnx"):
         raise UserError(f"{text}: no such file, and not a stored trial NAME/KEY (expected {TARGET_KINDS})")
-    return _stored_trial(name, key, results_dir)
+    return Target(text, arch=load_arch_ref(text, results_dir))
 
 
 def _config_arch(path: Path) -> ArchSpec:
@@ -88,26 +87,6 @@ def _config_arch(path: Path) -> ArchSpec:
     if "scrfd_arch" not in data:
         raise UserError(f"{path}: holds no scrfd_arch (not a config written by scrfd-search)")
     return ArchSpec.from_dict(data["scrfd_arch"], str(path))
-
-
-def _stored_trial(name: str, key: str, results_dir: Path | None) -> Target:
-    """The architecture (and checkpoint, if it is still there) of trial KEY of experiment NAME."""
-    store = ExperimentStore(store_path(name, results_dir))
-    if not store.exists():
-        raise UserError(f"{name}/{key}: no such file, and no experiment {name!r} in {store.path.parent}")
-    trials = [t for t in store.read_trials() if t.trial_id == key] or [
-        t for t in store.read_trials() if t.trial_id.startswith(key)
-    ]
-    if len(trials) != 1:
-        found = "no trial" if not trials else f"{len(trials)} trials"
-        raise UserError(f"{name}/{key}: {found} of {store.path} has that key (see `scrfd-search status {name}`)")
-    trial = trials[0]
-    checkpoint = None
-    if trial.checkpoint:
-        candidate = Path(trial.checkpoint)
-        candidate = candidate if candidate.is_absolute() else store.path / candidate
-        checkpoint = candidate if candidate.is_file() else None
-    return Target(f"{name}/{trial.trial_id}", arch=trial.arch, checkpoint=checkpoint)
 
 
 def _image(settings: Settings) -> np.ndarray:

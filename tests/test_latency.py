@@ -18,7 +18,8 @@ from scrfd_search.cli import main
 from scrfd_search.latency.blocks import arch_parts
 from scrfd_search.latency.modules import part_module
 from scrfd_search.latency.table import load_latency_table
-from scrfd_search.sampling.sampler import reachable_gflops
+from scrfd_search.sampling.sampler import reachable_gflops, sample_candidates
+from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
 
 SHAPE = ["--input-shape", "64", "64"]
@@ -52,26 +53,39 @@ def write_space(path: Path, data: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory) -> Path:
-    """A latency table of the tiny space, measured here (two grid points per axis, two runs)."""
+    """A latency table of the tiny space, measured here with torch (two grid points per axis, two runs)."""
     folder = tmp_path_factory.mktemp("latency")
     space = write_space(folder / "tiny.yaml", tiny_space())
     out = folder / "table.json"
     argv = ["--space", str(space), "--out", str(out), "--grid-points", "2", "--fit-models", "3", "--passes", "1"]
-    assert main(["latency-table", *argv, *QUICK]) == 0
+    assert main(["latency-table", *argv, *QUICK, "--backend", "torch"]) == 0
     return out
+
+
+def test_an_onnxruntime_table_times_every_kind_of_part(tmp_path, capsys):
+    """Each part kind exports to ONNX and runs; the prediction of the space's one detector is positive."""
+    fixed = {**tiny_space(), "stem_width": 8, "depth": 1, "width": 16, "neck": {"channels": 8}}
+    fixed["head"] = {**fixed["head"], "num_convs": 1, "width": 16}  # repeats and further units: as first ones
+    space = write_space(tmp_path / "fixed.yaml", fixed)
+    out = tmp_path / "table.json"
+    argv = ["--space", str(space), "--out", str(out), "--grid-points", "2", "--fit-models", "0", "--passes", "1"]
+    assert main(["latency-table", *argv, *QUICK]) == 0
+    loaded = load_latency_table(out)
+    assert loaded.fingerprint["backend"] == "onnxruntime" and not loaded.correction
+    kinds = {k.split("/")[0] for k in loaded.grids}
+    assert kinds == {"stem", "first", "lateral", "neck_body", "head_first", "head_pred"}
+    assert loaded.predict_ms(SearchSpace.from_dict(fixed).extreme_archs()[0]) > 0
 
 
 def sampled(space: dict, n: int, seed: int = 0) -> list:
     """n architectures of the space within its FLOPs budget."""
-    from scrfd_search.sampling.sampler import sample_candidates
-
     return [c.arch for c in sample_candidates(SearchSpace.from_dict(space), n, seed, confirm=False)]
 
 
 def test_a_table_for_a_tiny_space_builds_and_predicts(table, tmp_path, capsys):
     loaded = load_latency_table(table)
     assert loaded.fingerprint["threads"] == 1 and loaded.fingerprint["input_shape"] == [64, 64]
-    assert loaded.fingerprint["backend"] == "onnxruntime" and loaded.fingerprint["cpu"]
+    assert loaded.fingerprint["backend"] == "torch" and loaded.fingerprint["cpu"]
     assert len(loaded.fit) == 3 and set(loaded.correction) == {"basic"}
     for arch in sampled(tiny_space(), 4, seed=5):
         parts = loaded.predict_components(arch)
@@ -80,7 +94,7 @@ def test_a_table_for_a_tiny_space_builds_and_predicts(table, tmp_path, capsys):
     arch_file = tmp_path / "arch.json"
     arch_file.write_text(sampled(tiny_space(), 1)[0].to_json())
     capsys.readouterr()
-    assert main(["latency", "--table", str(table), str(arch_file), *SHAPE, "--json"]) == 0
+    assert main(["latency", "--table", str(table), str(arch_file), *SHAPE, "--backend", "torch", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["results"][0]
     assert result["predicted"]["ms"] == pytest.approx(loaded.predict_ms(sampled(tiny_space(), 1)[0]))
     assert "network" not in result  # predicted, not run
@@ -125,7 +139,8 @@ def test_a_foreign_table_is_refused_naming_both_fingerprints(table, tmp_path, ca
     assert load_latency_table(table).fingerprint["cpu"] in err
     arch_file = tmp_path / "arch.json"
     arch_file.write_text(sampled(tiny_space(), 1)[0].to_json())
-    err = error_line(capsys, "latency", ["--table", str(table), str(arch_file), *SHAPE, "--threads", "4"], "threads")
+    argv = ["--table", str(table), str(arch_file), *SHAPE, "--backend", "torch", "--threads", "4"]
+    err = error_line(capsys, "latency", argv, "threads")
     assert "4 thread(s)" in err and "1 thread(s)" in err
 
 
@@ -148,17 +163,16 @@ def test_a_latency_ceiling_keeps_only_candidates_predicted_under_it(table, tmp_p
         assert loaded.predict_ms(_arch(row)) <= ceiling  # the arch written, predicted afresh
 
 
-def _arch(row: dict):
+def _arch(row: dict) -> ArchSpec:
     """The ArchSpec of a candidates.json row."""
-    from scrfd_search.space.arch import ArchSpec
-
     return ArchSpec.from_dict(row["arch"])
 
 
 def test_a_ceiling_nobody_meets_gives_the_fastest_prediction(table, tmp_path, capsys):
     space = write_space(tmp_path / "s.yaml", {**tiny_space(), "max_latency_ms": 1e-6, "latency_table": str(table)})
     out = tmp_path / "drawn"
-    error_line(capsys, "sample", ["--space", str(space), "--n", "1", "--no-confirm", "--out", str(out)], "fastest")
+    err = error_line(capsys, "sample", ["--space", str(space), "--n", "1", "--no-confirm", "--out", str(out)])
+    assert "max_latency_ms 1e-06: the fastest prediction seen was" in err
     assert not out.exists()
 
 
@@ -200,7 +214,8 @@ def error_line(capsys, command: str, argv: list[str], *needles: str) -> str:
     code = main([command, *argv])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith(f"scrfd-search {command}: error: "), err
+    err = err.splitlines(keepends=True)[-1]  # after what the command announced it starts (sample does)
+    assert err.startswith(f"scrfd-search {command}: error: ") and err.endswith("\n"), err
     for needle in needles:
         assert needle in err, (needle, err)
     return err

@@ -21,6 +21,7 @@ from pathlib import Path
 from scrfd_search.commands.latency import add_device_arguments, input_shape_of
 from scrfd_search.errors import UserError, check_seed
 from scrfd_search.io_utils import atomic_write_json, check_writable
+from scrfd_search.latency.build import build_table
 from scrfd_search.latency.measure import check_settings
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace
@@ -42,8 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check everything, measure, fit, write the table atomically, print a summary."""
-    from scrfd_search.latency.build import build_table  # torch, onnxruntime
-    from scrfd_search.latency_targets import Settings, whole_model_timer
+    from scrfd_search.latency_targets import Settings, whole_model_timer  # torch, onnxruntime
 
     # A space's own ceiling and table are for sampling with one; the table is what is being measured here.
     spaces = [replace(SearchSpace.load(p), max_latency_ms=None, latency_table=None) for p in args.space]

@@ -4,6 +4,10 @@ Each candidate is drawn uniformly from the search space's ranges, prefiltered by
 FLOPs counter, and confirmed by fvcore on the built detector. Writes DIR/arch_NNNN.json (one
 ArchSpec each, usable with `flops` and `train`) and DIR/candidates.json (all of them with their
 FLOPs and parameters by component). The same seed gives the same files, byte for byte.
+
+A space that names a `latency_table` (from `scrfd-search latency-table`) also gets each candidate's
+predicted milliseconds by component; with `max_latency_ms` it keeps only candidates predicted under
+that ceiling (and inside the FLOPs band). See docs/latency.md.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from scrfd_search.errors import UserError, check_seed
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text, check_writable, staged_folder
+from scrfd_search.latency.budget import space_latency
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace
 
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.out.parent, "--out")
     if args.out is not None and args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise UserError(f"--out: {args.out} already holds files (use --force to replace them)")
+    space_latency(space)  # a latency table that is missing, not one, or from another machine: fail before sampling
     budget = space.budget_gflops if args.budget is None else args.budget
     low, high = space.budget_range(budget)
     print(

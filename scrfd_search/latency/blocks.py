@@ -117,11 +117,17 @@ def space_axes(space: SearchSpace) -> dict[str, tuple[set[int], ...]]:
 
 
 def grid_axes(spaces: Iterable[SearchSpace], points: int) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """The grid to measure for several spaces: each kind's axes merged, then thinned to `points` values."""
+    """The grid to measure for several spaces: each kind's axes merged, then thinned.
+
+    Two-axis kinds keep `points` values per axis; one-axis kinds, cheap to measure, 2 * points - 1.
+    """
     merged: dict[str, list[set[int]]] = {}
     for space in spaces:
         for kind, axes in space_axes(space).items():
             current = merged.setdefault(kind, [set() for _ in axes])
             for into, values in zip(current, axes, strict=True):
                 into |= values
-    return {kind: tuple(thin(values, points) for values in axes) for kind, axes in sorted(merged.items())}
+    return {
+        kind: tuple(thin(values, points if len(axes) == 2 else 2 * points - 1) for values in axes)
+        for kind, axes in sorted(merged.items())
+    }

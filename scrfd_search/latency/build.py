@@ -14,15 +14,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from scrfd_search.errors import UserError
 from scrfd_search.latency.blocks import grid_axes
 from scrfd_search.latency.measure import Timing, interleaved_samples, machine_fingerprint
-from scrfd_search.latency.modules import Prepared, prepare_part
+from scrfd_search.latency.modules import Prepared, overhead_module, prepare_module, prepare_part
 from scrfd_search.latency.table import Correction, Grid, LatencyTable
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
 
 CHUNK = 8  # parts whose sessions are alive (and interleaved) at once
+MIN_LINE_FIT = 4  # fit models needed for a scale and an offset (fewer: a scale alone)
 ProgressFn = Callable[[str], None]
 # Times whole detectors (network alone), interleaved, the way `scrfd-search latency` does: median ms each.
 WholeTimer = Callable[[Sequence[ArchSpec]], list[float]]
@@ -52,11 +55,11 @@ def measure_grids(
     warmup: int,
     passes: int,
     progress: ProgressFn | None = None,
-) -> dict[str, Grid]:
-    """Every part the spaces can produce, measured on a grid of `grid_points` values per channel axis."""
+) -> tuple[dict[str, Grid], float]:
+    """Every part the spaces can produce, measured on a grid (see grid_axes), and a run's fixed cost in ms."""
     axes = grid_axes(spaces, grid_points)
     points = [(kind, coords) for kind, kind_axes in axes.items() for coords in itertools.product(*kind_axes)]
-    prepared = []
+    prepared = [prepare_module(*overhead_module(), **{k: settings[k] for k in ("backend", "device", "threads")})]
     for i, (kind, coords) in enumerate(points):
         if progress is not None:
             progress(f"preparing part {i + 1}/{len(points)}: {kind} {coords}")
@@ -64,36 +67,47 @@ def measure_grids(
     if progress is not None:
         progress(f"timing {len(points)} parts: {runs} runs each over {passes} pass(es)")
     timings = iter(time_prepared(prepared, runs, warmup, passes))
+    # A detector pays a run's fixed cost once, not once per part: each part is stored without it.
+    overhead = next(timings).median_ms
     grids = {}
     for kind, kind_axes in axes.items():
         count = 1
         for axis in kind_axes:
             count *= len(axis)
-        grids[kind] = Grid(kind_axes, tuple(next(timings).median_ms for _ in range(count)))
-    return grids
+        grids[kind] = Grid(kind_axes, tuple(max(next(timings).median_ms - overhead, 0.0) for _ in range(count)))
+    return grids, overhead
 
 
 def fit_correction(
     table: LatencyTable, archs: Sequence[ArchSpec], measured_ms: Sequence[float]
 ) -> tuple[dict[str, Correction], tuple[dict[str, Any], ...]]:
-    """Per block type, measured = scale * summed + offset by Theil-Sen (robust to a few noisy runs)."""
-    from scipy.stats import theilslopes  # deferred: heavy
-
+    """Per block type, measured = scale * summed + offset (see _fit), and each fit model's row."""
     rows = []
     for arch, ms in zip(archs, measured_ms, strict=True):
         summed = sum(table.summed_components(arch).values())
         rows.append({"arch": arch.to_dict(), "block": arch.block, "summed_ms": summed, "measured_ms": ms})
-    correction = {}
-    for block in sorted({r["block"] for r in rows}):
-        xs = [r["summed_ms"] for r in rows if r["block"] == block]
-        ys = [r["measured_ms"] for r in rows if r["block"] == block]
-        if len(set(xs)) < 2:  # one model fixes no slope: keep the scale, fit the offset
-            correction[block] = Correction(1.0, sum(ys) / len(ys) - sum(xs) / len(xs))
-            continue
-        slope, intercept, _, _ = theilslopes(ys, xs)
-        correction[block] = Correction(float(slope), float(intercept))
+    correction = {block: _fit([r for r in rows if r["block"] == block]) for block in sorted({r["block"] for r in rows})}
     fitted = tuple({**r, "predicted_ms": correction[r["block"]].apply(r["summed_ms"])} for r in rows)
     return correction, fitted
+
+
+def _fit(rows: list[dict[str, Any]]) -> Correction:
+    """Theil-Sen scale and offset (robust to a few noisy runs) from MIN_LINE_FIT models on, else a scale alone.
+
+    A line is kept only while its offset takes at most half of the smallest fit model's scaled sum:
+    a steeper line through noisy points would predict nonsense (even below zero) for small detectors.
+    """
+    from scipy.stats import theilslopes  # deferred: heavy
+
+    xs = [r["summed_ms"] for r in rows]
+    ys = [r["measured_ms"] for r in rows]
+    ratio = Correction(float(np.median([y / x for x, y in zip(xs, ys, strict=True) if x > 0] or [1.0])), 0.0)
+    if len(set(xs)) < MIN_LINE_FIT:
+        return ratio
+    slope, intercept, _, _ = theilslopes(ys, xs)
+    if slope <= 0 or intercept < -0.5 * slope * min(xs):
+        return ratio
+    return Correction(float(slope), float(intercept))
 
 
 def build_table(
@@ -127,7 +141,7 @@ def build_table(
         "batch": batch,
         "input_shape": tuple(input_shape),
     }
-    grids = measure_grids(spaces, settings, grid_points, runs, warmup, passes, progress)
+    grids, overhead = measure_grids(spaces, settings, grid_points, runs, warmup, passes, progress)
     meta = {
         "spaces": [s.name for s in spaces],
         "space_input_shapes": sorted(list(s) for s in shapes),
@@ -135,6 +149,7 @@ def build_table(
         "runs": runs,
         "warmup": warmup,
         "passes": passes,
+        "run_overhead_ms": overhead,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
     table = LatencyTable(fingerprint, grids, meta=meta)

@@ -110,6 +110,19 @@ class LatencyTable:
         """Sum of the isolated parts' ms per component, before the correction."""
         return {name: sum(self.part_ms(p) for p in parts) for name, parts in arch_parts(arch).items()}
 
+    def floor_ms(self, arch: ArchSpec) -> float:
+        """A lower bound of the prediction of any detector with arch's parts at arch's depths or more.
+
+        Each part counts at its kind's smallest measured value (interpolation never goes below it),
+        so this holds however noisy the measurements were.
+        """
+        summed = sum(
+            part.count * min(self.grids[part.kind].ms) if part.kind in self.grids else 0.0
+            for parts in arch_parts(arch).values()
+            for part in parts
+        )
+        return self.correction.get(arch.block, Correction()).apply(summed)
+
     def predict_components(self, arch: ArchSpec) -> dict[str, float]:
         """Predicted ms by component (stem, c2..c5, neck, head); they add up to predict_ms.
 

@@ -92,6 +92,15 @@ def sample_candidates(
     low, high = space.budget_range(budget_gflops)
     check_feasible(space, low, high)
     latency = space_latency(space)
+    if latency is not None and latency.max_ms is not None:
+        smallest = space.extreme_archs()[0]  # the fewest blocks and tower units
+        floor = latency.table.floor_ms(smallest)
+        if floor > latency.max_ms:
+            latency.predict(smallest)
+            raise UserError(
+                f"{space.source}: no detector of the space can be predicted under the ceiling (at least "
+                f"{floor:.2f} ms); {latency.shortfall()}"
+            )
     rng = np.random.default_rng(seed)
     options = space.neck_head_options()
     if shares is None:
