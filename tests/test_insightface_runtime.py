@@ -8,7 +8,8 @@ The searched models are untrained, so their weights are set to give face-like ou
 and classifier weight is perturbed (seeded) so that scores differ from anchor to anchor, and the box
 regressors output a constant 1.5 strides on each side (boxes of three strides a side). With one box
 size per stride, no pair of boxes has an IoU near the NMS threshold (0.4), where insightface's `+ 1`
-pixel convention and torchvision's NMS may decide differently (README, "Differences").
+pixel convention and torchvision's NMS may decide differently
+(docs/differences.md, "Differences from the reference, on purpose").
 """
 
 from __future__ import annotations
