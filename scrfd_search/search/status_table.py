@@ -233,7 +233,10 @@ def status_text(
         )
     objectives = objectives_of(experiment)
     pareto = pareto_ids(trials, objectives) if is_multi(objectives) else None
-    lines += ["", "GFLOPs shares per component in %, APs in %", leaderboard_table(trials, pareto)]
+    legend = "GFLOPs shares per component in %, APs in %"
+    if any(t.latency_ms is not None for t in trials):
+        legend += ", ms: latency predicted by the space's latency table"
+    lines += ["", legend, leaderboard_table(trials, pareto)]
     placed = placement_lines(trials, store_dir)
     if placed:
         lines += ["", "where the trials ran (node IP and id, GPU ids Ray assigned, device, data-loader workers):"]
