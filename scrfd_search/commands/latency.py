@@ -23,7 +23,7 @@ from typing import Any
 from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import COMPONENTS
-from scrfd_search.latency.measure import BACKENDS, DEVICES, check_settings, machine_fingerprint
+from scrfd_search.latency.measure import BACKENDS, DEVICES, check_settings, load_warning, machine_fingerprint
 from scrfd_search.latency.table import LatencyTable, check_fingerprint, describe_fingerprint, load_latency_table
 
 DEFAULT_RUNS = 15
@@ -85,9 +85,13 @@ def run(args: argparse.Namespace) -> int:
     if table is None or args.measure:
         machine = machine_fingerprint(args.backend, args.device, args.threads, args.batch, shape)
         progress = None if args.json else (lambda m: print(f"  {m}", file=sys.stderr, flush=True))
-        for result, timing in zip(
-            results, measure_targets(targets, settings, args.runs, args.warmup, progress), strict=True
-        ):
+        busy_before = load_warning()
+        timings = measure_targets(targets, settings, args.runs, args.warmup, progress)
+        busy = load_warning() or busy_before
+        if busy:
+            print(busy, file=sys.stderr)
+            machine = {**machine, "load_warning": busy}
+        for result, timing in zip(results, timings, strict=True):
             result["network"] = timing.network.to_dict()
             result["end_to_end"] = timing.end_to_end.to_dict() if timing.end_to_end is not None else None
     out = {"machine": machine or table.fingerprint, "results": results}  # type: ignore[union-attr]

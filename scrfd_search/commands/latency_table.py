@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(file=sys.stderr)
     atomic_write_json(args.out, table.to_dict())
+    if table.meta.get("load_warning"):
+        print(table.meta["load_warning"], file=sys.stderr)
     parts = sum(len(g.ms) for g in table.grids.values())
     print(f"{args.out}: {parts} parts of {len(table.grids)} kinds, {table.meta['build_seconds']} s")
     for block, c in sorted(table.correction.items()):

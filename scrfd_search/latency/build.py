@@ -18,7 +18,7 @@ import numpy as np
 
 from scrfd_search.errors import UserError
 from scrfd_search.latency.blocks import grid_axes
-from scrfd_search.latency.measure import Timing, interleaved_samples, machine_fingerprint
+from scrfd_search.latency.measure import Timing, interleaved_samples, load_warning, machine_fingerprint
 from scrfd_search.latency.modules import Prepared, overhead_module, prepare_module, prepare_part
 from scrfd_search.latency.table import Correction, Grid, LatencyTable
 from scrfd_search.space.arch import ArchSpec
@@ -134,6 +134,7 @@ def build_table(
     shapes = {tuple(s.input_shape) for s in spaces}
     started = time.time()
     fingerprint = machine_fingerprint(backend, device, threads, batch, input_shape)
+    busy_before = load_warning()
     settings = {
         "backend": backend,
         "device": device,
@@ -158,4 +159,7 @@ def build_table(
             progress(f"timing {len(fit_archs)} whole detectors for the correction")
         correction, fitted = fit_correction(table, fit_archs, time_whole(fit_archs))
         table = replace(table, correction=correction, fit=fitted)
-    return replace(table, meta={**meta, "build_seconds": round(time.time() - started, 1)})
+    busy = load_warning() or busy_before
+    if busy and progress is not None:
+        progress(busy)
+    return replace(table, meta={**meta, "build_seconds": round(time.time() - started, 1), "load_warning": busy})

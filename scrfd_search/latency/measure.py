@@ -115,6 +115,18 @@ def machine_fingerprint(
     }
 
 
+def load_warning() -> str | None:
+    """A warning when other processes keep the CPUs busy (1-minute load average above the CPU count)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    cpus = os.cpu_count() or 1
+    if load <= cpus:
+        return None
+    return f"warning: load average {load:.1f} on {cpus} CPUs: other processes share this machine, timings are inflated"
+
+
 def interleaved_samples(targets: Sequence[Callable[[], Any]], runs: int, warmup: int) -> list[list[float]]:
     """Per-run milliseconds of each callable: `warmup` untimed calls each, then `runs` rounds of one call each."""
     if runs < 1:
