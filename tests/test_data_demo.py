@@ -43,7 +43,7 @@ def demo_like(tmp_path_factory) -> Path:
 
 
 def face_labels(path: Path) -> dict[str, list[list[int]]]:
-    """Per image of an official text file, each face's 6 labels (blur expression illumination invalid occlusion pose)."""
+    """Per image of an official text file, each face's labels: blur expression illumination invalid occlusion pose."""
     lines = path.read_text().splitlines()
     out, i = {}, 0
     while i < len(lines):
@@ -248,7 +248,9 @@ def degraded_detections(root: Path) -> dict[tuple[str, str], np.ndarray]:
     out = {}
     for image in gt.images:
         rows = [[2.0, 2.0, 12.0, 12.0, 0.4]]
-        for box, (blur, _, _, invalid, occlusion, _) in zip(image.boxes, labels[f"{image.event}/{image.name}.jpg"], strict=False):
+        for box, (blur, _, _, invalid, occlusion, _) in zip(
+            image.boxes, labels[f"{image.event}/{image.name}.jpg"], strict=False
+        ):
             if invalid or box[3] < 10:
                 continue
             score = box[3] / (box[3] + 16) * (0.6 if blur == 2 else 1.0) * (0.8 if occlusion == 2 else 1.0)

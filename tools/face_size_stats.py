@@ -100,13 +100,7 @@ def summarize(faces: dict[str, np.ndarray]) -> dict:
             s: round(best_threshold(size[valid], faces[f"keep_{s}"][valid]) / WIDER_IMAGE_WIDTH, 6) for s in SUBSETS
         },
         "subset_kept_fraction": {s: round(float(faces[f"keep_{s}"].mean()), 5) for s in SUBSETS},
-        "subset_min_relative_height": {
-            s: round(best_threshold(h[valid], faces[f"keep_{s}"][valid]) / WIDER_IMAGE_WIDTH, 6) for s in SUBSETS
-        },
-        "subset_height_rule_agreement": {
-            s: round(float(((h >= best_threshold(h[valid], faces[f"keep_{s}"][valid])) == faces[f"keep_{s}"])[valid].mean()), 5)
-            for s in SUBSETS
-        },
+        **height_rule(faces, h, valid),
         "attributes_by_size_class": attributes_by_size_class(faces),
         "crowd_bins": list(CROWD_BINS),
         "relative_size_quantiles_by_crowd": sizes_by_crowd(faces, rel_all=size / WIDER_IMAGE_WIDTH),
@@ -124,11 +118,27 @@ def sizes_by_crowd(faces: dict[str, np.ndarray], rel_all: np.ndarray) -> list[li
     return out
 
 
+def height_rule(faces: dict[str, np.ndarray], h: np.ndarray, valid: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per subset, the height t for which `height >= t` best matches the keep list (relative to the
+    reference width), and the share of valid faces on which that rule and the list agree."""
+    thresholds = {s: best_threshold(h[valid], faces[f"keep_{s}"][valid]) for s in SUBSETS}
+    agreement = {s: float(((h >= thresholds[s]) == faces[f"keep_{s}"])[valid].mean()) for s in SUBSETS}
+    return {
+        "subset_min_relative_height": {s: round(t / WIDER_IMAGE_WIDTH, 6) for s, t in thresholds.items()},
+        "subset_height_rule_agreement": {s: round(a, 5) for s, a in agreement.items()},
+    }
+
+
 def size_classes(faces: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Valid faces by the hardest subset they first appear in: easy, medium only, hard only, or none."""
     valid = ~faces["invalid"]
     easy, medium, hard = (faces[f"keep_{s}"] for s in SUBSETS)
-    return {"easy": valid & easy, "medium": valid & medium & ~easy, "hard": valid & hard & ~medium, "none": valid & ~hard}
+    return {
+        "easy": valid & easy,
+        "medium": valid & medium & ~easy,
+        "hard": valid & hard & ~medium,
+        "none": valid & ~hard,
+    }
 
 
 def attributes_by_size_class(faces: dict[str, np.ndarray]) -> dict[str, dict[str, list[float]]]:
@@ -152,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stats = summarize(load_faces(args.gt_dir))
     atomic_write_json(args.out, stats)
-    print(f"wrote {args.out}: {stats['num_valid_faces']} valid faces, thresholds {stats['subset_min_relative_size']}")
+    print(f"wrote {args.out}: {stats['num_valid_faces']} valid faces, height thresholds {stats['subset_min_relative_height']}")
     return 0
 
 

@@ -34,7 +34,9 @@ def summary(config: DemoConfig, splits: dict[str, list[DemoImage]]) -> dict:
             "heavy_occlusion_faces": sum(f.occlusion == 2 and not f.invalid for f in faces),
         }
         if split == "val":
-            entry["kept"] = {s: sum(len(keep_indices(im, s, config.size_scale, stats)) for im in images) for s in SUBSETS}
+            entry["kept"] = {
+                s: sum(len(keep_indices(im, s, config.size_scale, stats)) for im in images) for s in SUBSETS
+            }
         out["splits"][split] = entry
     return out
 

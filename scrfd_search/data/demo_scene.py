@@ -316,9 +316,7 @@ def blur_face(img: np.ndarray, center: np.ndarray, axes: np.ndarray, angle: floa
     patch[:] = np.clip(blurred * weight + patch * (1 - weight), 0, 255).astype(np.uint8)
 
 
-def draw_occluder(
-    rng: np.random.Generator, img: np.ndarray, owner: np.ndarray, box: np.ndarray, level: int
-) -> None:
+def draw_occluder(rng: np.random.Generator, img: np.ndarray, owner: np.ndarray, box: np.ndarray, level: int) -> None:
     """Cover a share of a face box from one side (a hand, a hat, a scarf, a shoulder), at an occlusion level."""
     lo, hi = OCCLUDED_COVER[level]
     cover = rng.uniform(lo, hi)
