@@ -305,3 +305,19 @@ def test_cli_image_and_face_sizes(tmp_path, capsys):
     assert main(["demo-data", "--out", str(tmp_path / "bad"), "--min-width", "300", "--max-width", "200"]) == 2
     assert "--min-width/--max-width: 300..200" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    assert main(["demo-data", "--out", str(tmp_path / "bad"), "--size-scale", "0"]) == 2
+    assert "--size-scale: 0.0 is not in (0, 20.0]" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_default_faces_go_down_to_a_few_pixels_and_clear_faces_have_no_blur(tmp_path, demo_like):
+    heights = [
+        inst["bbox"][3] - inst["bbox"][1]
+        for rec in parse_wider_txt(demo_like / "wider_face_split" / "wider_face_val_bbx_gt.txt")
+        for inst in rec.instances
+    ]
+    assert min(heights) <= 4
+    write_demo_dataset(tmp_path / "clear", DemoConfig(num_train=1, num_val=10, seed=0, clear_faces=True))
+    labels = face_labels(tmp_path / "clear" / "wider_face_split" / "wider_face_val_bbx_gt.txt")
+    valid = [row for rows in labels.values() for row in rows if not row[3]]
+    assert len(valid) >= 10 and all(row[0] == 0 for row in valid)

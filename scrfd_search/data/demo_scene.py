@@ -61,6 +61,7 @@ class DemoConfig:
     jpeg_quality: int = 92
     size_scale: float = DEMO_SIZE_SCALE  # face sizes and subset heights: WIDER's (relative to width) times this
     crowd_fill: float = 0.3  # the faces of an image cover at most about this fraction of it
+    clear_faces: bool = False  # True: no blur and no occluders (tests and benchmarks of the training path)
 
 
 @dataclass(frozen=True)
@@ -435,6 +436,8 @@ def _draw_faces(rng: np.random.Generator, img: np.ndarray, shapes: list, config:
         kind = size_class(float(box[3] - box[1]), img.shape[1], config.size_scale, stats)
         levels = stats["attributes_by_size_class"][kind]
         blur, occlusion = pick_level(rng, levels["blur"]), pick_level(rng, levels["occlusion"])
+        if config.clear_faces:
+            blur = occlusion = 0
         points = draw_face(rng, img, center, axes, angle, owner, index)
         area = int((owner == index).sum())
         if invalid:
