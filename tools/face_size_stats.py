@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stats = summarize(load_faces(args.gt_dir))
     atomic_write_json(args.out, stats)
-    print(f"wrote {args.out}: {stats['num_valid_faces']} valid faces, height thresholds {stats['subset_min_relative_height']}")
+    thresholds = stats["subset_min_relative_height"]
+    print(f"wrote {args.out}: {stats['num_valid_faces']} valid faces, relative height thresholds {thresholds}")
     return 0
 
 
