@@ -12,6 +12,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops, recount_neck_head
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import BACKBONE_COMPONENTS, FlopsReport
+from scrfd_search.latency.budget import LatencyBudget, space_latency
 from scrfd_search.sampling.share_guided import ShareGuide, ShareRanges
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import Backbone, NeckHead, SearchSpace
@@ -32,6 +33,7 @@ class Candidate:
 
     arch: ArchSpec
     flops: FlopsReport
+    latency_ms: dict[str, float] | None = None  # predicted ms by component, when the space names a latency table
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,16 @@ def sample_candidates(
         raise UserError(f"--n: {n} must be at least 1")
     low, high = space.budget_range(budget_gflops)
     check_feasible(space, low, high)
+    latency = space_latency(space)
+    if latency is not None and latency.max_ms is not None:
+        smallest = space.extreme_archs()[0]  # the fewest blocks and tower units
+        floor = latency.table.floor_ms(smallest)
+        if floor > latency.max_ms:
+            latency.predict(smallest)
+            raise UserError(
+                f"{space.source}: no detector of the space can be predicted under the ceiling (at least "
+                f"{floor:.2f} ms); {latency.shortfall()}"
+            )
     rng = np.random.default_rng(seed)
     options = space.neck_head_options()
     if shares is None:
@@ -105,12 +117,14 @@ def sample_candidates(
     draws = in_budget = confirmed = rejected = 0
     while len(found) < n:
         if draws >= max_draws:
-            raise UserError(_exhausted_message(space, low, high, draws, len(found), n, constrained))
+            raise UserError(_exhausted_message(space, low, high, draws, len(found), n, constrained, latency))
         backbone = draw_backbone(rng)
         draws += 1
         if backbone is None:
             continue
         fitting = _fitting_options(space, backbone, options, low, high, check)
+        if latency is not None and latency.max_ms is not None:
+            fitting = [(a, e) for a, e in fitting if latency.fits(a)]
         if not fitting:
             continue
         in_budget += 1
@@ -125,7 +139,7 @@ def sample_candidates(
                 rejected += 1
                 continue
             confirmed += 1
-        found.append(Candidate(arch, report))
+        found.append(Candidate(arch, report, latency.table.predict_components(arch) if latency else None))
         if progress is not None:
             progress(SamplingProgress(draws, in_budget, len(found), n, confirmed, rejected))
     return found
@@ -229,9 +243,21 @@ def _confirm(arch: ArchSpec, input_shape: tuple[int, int]) -> FlopsReport:
 
 
 def _exhausted_message(
-    space: SearchSpace, low: float, high: float, draws: int, found: int, n: int, constrained: bool
+    space: SearchSpace,
+    low: float,
+    high: float,
+    draws: int,
+    found: int,
+    n: int,
+    constrained: bool,
+    latency: LatencyBudget | None = None,
 ) -> str:
     """Explain an infeasible or nearly infeasible request."""
+    if latency is not None and latency.max_ms is not None:
+        return (
+            f"{space.source}: only {found} of {n} candidates within {low:.3f}-{high:.3f} GFLOPs and under "
+            f"{latency.max_ms:g} ms after {draws} draws; {latency.shortfall()}"
+        )
     cheapest, dearest = reachable_gflops(space)
     extra = " and the share constraint" if constrained else ""
     advice = ", ask for fewer candidates or widen the share ranges" if constrained else " or narrow the ranges"
