@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import statistics
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from scrfd_search.plots.data import (
     edf,
     mean_shares,
     pareto_front,
+    published_comparable,
     shallow_share,
 )
 from scrfd_search.plots.style import (
@@ -49,6 +51,7 @@ SEGMENT_LABEL_MIN = 7.0  # % of a bar: smaller segments are not labelled inside
 # Published models are drawn when their GFLOPs lie within this factor of the searched range, so that
 # a 0.5 GF search is not squeezed into a corner by the 34 GF model.
 PUBLISHED_RANGE_FACTOR = 3.0
+CAPTION_CHARS = 64  # characters per caption line at 8 pt across one column
 # Every file `plot` writes starts with one of these stems; a second `plot` into the same folder accepts
 # exactly those files (plots.check_plot_folder), so the stems come from the figure functions themselves.
 FIGURE_STEMS: list[str] = []
@@ -330,11 +333,16 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
     gflops = [t.flops.total_gflops for _, t in points]
     low, high = min(gflops) / PUBLISHED_RANGE_FACTOR, max(gflops) * PUBLISHED_RANGE_FACTOR
     published = [(name, g, PUBLISHED_HARD_AP[name]) for name, g in PUBLISHED_GFLOPS.items() if low <= g <= high]
+    not_comparable = published_comparable(views) if published else None
+    note = ""
+    if not_comparable:  # the paper's APs are WIDER FACE val's: beside other data they would mislead
+        published = []
+        note = "\n" + textwrap.fill(f"published SCRFD APs left out: {not_comparable}", CAPTION_CHARS)
     gflops += [g for _, g, _ in published]
     with style_context():
         shown = [v for v in views if v.trials]
         legend_rows = len(shown) + 1 + bool(published)
-        fig = new_figure(COLUMN_WIDTH_IN, 2.6 + LEGEND_LINE_IN * legend_rows)
+        fig = new_figure(COLUMN_WIDTH_IN, 2.6 + LEGEND_LINE_IN * (legend_rows + note.count("\n")))
         ax, legend_ax = axes_with_legend_below(fig, 2.2, legend_rows)
         for i, view in enumerate(views):
             if not view.trials:
@@ -380,7 +388,7 @@ def pareto_figure(views: Sequence[StoreView]) -> Drawn:
         ax.set_ylabel(AP_LABEL)
         ax.set_title("Hard AP against computation (dotted: budgets)", loc="left")
         legend_in(legend_ax, *ax.get_legend_handles_labels())
-        caption(fig, _counts_caption(views))
+        caption(fig, _counts_caption(views) + note)
     columns = ("source", "store", "budget_gflops", "step", "trial_id", "total_gflops", "hard_ap_pct", "pareto")
     rows = [
         {
