@@ -158,32 +158,29 @@ def train_candidate(
     }
     if resume:
         _check_same_candidate(work_dir, run_info)
-    cfg = candidate_config(
-        arch,
-        data,
-        schedule,
-        work_dir,
-        device=device,
-        seed=seed,
-        resume=resume,
-        amp_dtype=amp_dtype,
-        load_from=None if load_from is None else str(load_from),
-    )
+    load = None if load_from is None else str(load_from)
+    run = dict(device=device, seed=seed, resume=resume, amp_dtype=amp_dtype, load_from=load)
+    cfg = candidate_config(arch, data, schedule, work_dir, **run)
     atomic_write_json(work_dir / CANDIDATE_FILE, run_info)
     monitor = CandidateMonitorHook(on_validation, progress, validate_before_train, resumed=resume)
     epochs_run = _run_training(cfg, device, verbose, monitor)
-    result = TrainResult(
+    result = _train_result(monitor, epochs_run, _last_checkpoint(work_dir), device)
+    extra = {"arch": arch.to_dict(), "recipe": schedule.recipe.to_dict(), "device": device, "seed": seed}
+    atomic_write_json(work_dir / RESULT_FILE, {**result.to_dict(), **extra, "amp": amp_dtype})
+    return result
+
+
+def _train_result(monitor: CandidateMonitorHook, epochs_run: int, checkpoint: str | None, device: str) -> TrainResult:
+    """What a finished run reached: final APs, its checkpoint, history, time, throughput, peak memory."""
+    return TrainResult(
         **_final_aps(monitor.history),
         epochs_run=epochs_run,
-        checkpoint=_last_checkpoint(work_dir),
+        checkpoint=checkpoint,
         history=monitor.history,
         seconds=round(monitor.seconds, 3),
         images_per_s=None if monitor.images_per_s is None else round(monitor.images_per_s, 2),
         peak_memory_mib=round(peak_memory_mib(device), 1),
     )
-    extra = {"arch": arch.to_dict(), "recipe": schedule.recipe.to_dict(), "device": device, "seed": seed}
-    atomic_write_json(work_dir / RESULT_FILE, {**result.to_dict(), **extra, "amp": amp_dtype})
-    return result
 
 
 def _run_training(cfg: dict, device: str, verbose: bool, monitor: CandidateMonitorHook) -> int:
