@@ -11,22 +11,21 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from search_helpers import SHARED_GT
 
 from scrfd_search.cli import main
 from scrfd_search.data.annotations import parse_retinaface_txt, parse_wider_txt
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 
-REAL_GT = Path(__file__).resolve().parents[2] / "shared" / "widerface_gt"
+REAL_GT = SHARED_GT
 SMALL = DemoConfig(num_train=8, num_val=6, seed=3)
 MAT_FILES = ("wider_face_val.mat", "wider_easy_val.mat", "wider_medium_val.mat", "wider_hard_val.mat")
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "data"
-    write_demo_dataset(out, SMALL)
-    return out
+def demo_dir(demo_factory) -> Path:
+    return demo_factory(SMALL)
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
