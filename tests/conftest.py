@@ -1,12 +1,14 @@
 """Shared fixtures: the repository's paths and the demo data sets, each written once per session.
 
-Also makes an empty collection a failure instead of pytest's silent exit 5.
+Also makes an empty collection a failure instead of pytest's exit 5, and (with SCRFD_MIN_TESTS, as
+.ci/run sets it) a collection smaller than the floor, so a tree that silently lost tests cannot pass.
 
 Demo data sets are shared read-only: a test that changes files copies one first (`demo_copy`).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,9 +20,14 @@ from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Fail loudly when nothing was collected (a broken test tree must not pass)."""
-    if not session.items and not session.config.getoption("collectonly"):
+    """Fail loudly when nothing, or fewer tests than SCRFD_MIN_TESTS, were collected."""
+    if session.config.getoption("collectonly"):
+        return
+    if not session.items:
         pytest.exit("no tests were collected: the test tree is broken", returncode=1)
+    floor = int(os.environ.get("SCRFD_MIN_TESTS", "0"))
+    if len(session.items) < floor:
+        pytest.exit(f"{len(session.items)} tests collected, fewer than SCRFD_MIN_TESTS={floor}", returncode=1)
 
 
 @pytest.fixture(scope="session")

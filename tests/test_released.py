@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from search_helpers import REPO, RELEASED_DIR
+from search_helpers import RELEASED_DIR, REPO
 
 from scrfd_search.cli import main
 from scrfd_search.config_builder import build_model
