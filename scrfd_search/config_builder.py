@@ -8,12 +8,12 @@ what `config_writer` renders as the `_base_` files of the config files it writes
 
 from __future__ import annotations
 
-import logging
+import copy
 from dataclasses import dataclass
-from typing import Any
 
 from scrfd_search.data.pipelines import CUSTOM_IMPORTS, GT_SUBDIR, LARGE_CROPS, dataset_config
 from scrfd_search.errors import UserError
+from scrfd_search.head_settings import ANCHOR_GENERATOR, ATSS_TOPK, LOSS_BBOX, LOSS_CLS, LOSS_KPS
 from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec
 
@@ -102,6 +102,15 @@ def widerface_data(data_root: str) -> DataSettings:
     _require(bool(data_root.strip()), "data root: empty (expected the WIDER FACE folder, e.g. data/widerface)")
     root = data_root.rstrip("/") + "/"
     return DataSettings(data_root=root, gt_dir=f"{root}{GT_SUBDIR}/", layout="wider", crop_choice=LARGE_CROPS)
+
+
+RETINAFACE_DATA_ROOT = "data/retinaface/"
+
+
+def retinaface_data(data_root: str = RETINAFACE_DATA_ROOT) -> DataSettings:
+    """WIDER FACE in the RetinaFace layout with landmarks (train/labelv2.txt, val/...; the .mat files in val/gt/)."""
+    root = data_root.rstrip("/") + "/"
+    return DataSettings(data_root=root, gt_dir=f"{root}val/gt/", layout="retinaface", with_keypoints=True)
 
 
 @dataclass(frozen=True)
@@ -208,15 +217,15 @@ def model_defaults() -> dict:
         bbox_head=dict(
             type="SCRFDHead",
             num_classes=1,
-            anchor_generator=dict(
-                type="AnchorGenerator", ratios=[1.0], scales=[1, 2], base_sizes=[16, 64, 256], strides=[8, 16, 32]
-            ),
+            anchor_generator=copy.deepcopy(ANCHOR_GENERATOR),
             bbox_coder=dict(type="DistancePointBBoxCoder"),
-            loss_cls=dict(type="QualityFocalLoss", use_sigmoid=True, beta=2.0, loss_weight=1.0),
-            loss_bbox=dict(type="DIoULoss", loss_weight=2.0),
-            loss_kps=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=0.1),
+            loss_cls=dict(LOSS_CLS),
+            loss_bbox=dict(LOSS_BBOX),
+            loss_kps=dict(LOSS_KPS),
         ),
-        train_cfg=dict(assigner=dict(type="ATSSAssigner", topk=9, ignore_iof_thr=IGNORE_IOF_THR), allowed_border=-1),
+        train_cfg=dict(
+            assigner=dict(type="ATSSAssigner", topk=ATSS_TOPK, ignore_iof_thr=IGNORE_IOF_THR), allowed_border=-1
+        ),
         test_cfg=dict(
             nms_pre=-1,
             min_bbox_size=0,
@@ -252,48 +261,6 @@ def merge_dicts(base: dict, update: dict) -> dict:
         else:
             out[key] = value
     return out
-
-
-def register_modules() -> None:
-    """Register mmdet's and this project's modules and make 'mmdet' the default registry scope."""
-    from mmdet.utils import register_all_modules
-
-    import scrfd_search.models  # noqa: F401  (registers SCRFDResNet, SCRFDMobileNet, SCRFDHead)
-
-    register_all_modules(init_default_scope=True)
-
-
-def import_config_modules(cfg: dict) -> None:
-    """Register mmdet's modules and a config's custom_imports (Config.fromfile does the latter itself)."""
-    from mmengine.utils import import_modules_from_strings
-
-    register_modules()
-    if cfg.get("custom_imports"):
-        import_modules_from_strings(**cfg["custom_imports"])
-
-
-def build_model(arch: ArchSpec, init_weights: bool = True) -> Any:
-    """The mmdet detector (torch.nn.Module) for arch, initialised unless init_weights is False.
-
-    Skip the initialisation where only the structure matters (FLOPs, loading weights): it is slow.
-    """
-    from mmdet.registry import MODELS
-    from mmengine.config import ConfigDict
-    from mmengine.logging import MMLogger
-
-    register_modules()
-    model = MODELS.build(ConfigDict(model_config(arch)))
-    if not init_weights:
-        return model
-    # init_weights logs one INFO record per parameter; keep only warnings while it runs.
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-    return model
 
 
 def _dataset(data: DataSettings, split: str, device: str = "auto") -> dict:

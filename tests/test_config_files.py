@@ -15,8 +15,9 @@ import pytest
 from mmengine.config import Config
 from search_helpers import DEMO, REPO, load_tool
 
+from scrfd_search.builders import import_config_modules
 from scrfd_search.cli import main
-from scrfd_search.config_builder import Schedule, build_config, import_config_modules, widerface_data
+from scrfd_search.config_builder import Schedule, build_config, widerface_data
 from scrfd_search.config_writer import (
     config_overrides,
     full_config,
@@ -36,7 +37,7 @@ MAX_CHILD_LINES = 40
 
 @pytest.fixture(scope="module")
 def readme_layout(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Path:
-    """A working folder with demo data in both README layouts: data/widerface/ (official) and
+    """A working folder with demo data in both layouts of docs/configs.md: data/widerface/ (official) and
     data/retinaface/ (labelv2.txt with landmarks, the .mat ground truth in val/gt/)."""
     work = tmp_path_factory.mktemp("user")
     wider = work / "data" / "widerface"

@@ -22,7 +22,8 @@ from mmengine.structures import InstanceData
 from search_helpers import RELEASED_DIR
 from torch import Tensor
 
-from scrfd_search.config_builder import DataSettings, Schedule, build_model
+from scrfd_search.builders import build_model
+from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.data.demo import DemoConfig
 from scrfd_search.data.pipelines import test_pipeline
 from scrfd_search.export.checkpoints import load_detector

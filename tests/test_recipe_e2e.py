@@ -9,7 +9,8 @@ import pytest
 import yaml
 from search_helpers import STEP1_SPACE, TINY_ARCH, cli, demo_options, run_tool
 
-from scrfd_search.config_builder import DataSettings, Schedule, import_config_modules
+from scrfd_search.builders import import_config_modules
+from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.recipe import OPTIMIZER_NAMES, Recipe, RecipeSpace, draw_recipes
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.store import ExperimentStore

@@ -20,8 +20,8 @@ import pytest
 import torch
 from search_helpers import RELEASED_DIR, REPO
 
+from scrfd_search.builders import build_model
 from scrfd_search.cli import main
-from scrfd_search.config_builder import build_model
 from scrfd_search.data.demo import DemoConfig
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.predictions import read_prediction_file

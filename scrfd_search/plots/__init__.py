@@ -14,6 +14,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_bytes, atomic_write_text, check_writable
 from scrfd_search.plots.data import BEST_FRACTION, StoreView, load_views, pareto_front
 from scrfd_search.plots.figures import (
+    FIGURE_STEMS,
     backbone_share_figure,
     budget_distribution_figure,
     detector_share_figure,
@@ -62,15 +63,10 @@ def draw_all(views: Sequence[StoreView]) -> list[Drawn]:
     return drawn
 
 
-# what `plot` writes: per-experiment figures named <prefix><experiment>, then the cross-experiment ones
-FIGURE_PREFIXES = ("backbone_shares_", "shallow_share_", "detector_shares_", "edf_hard_ap", "budget_distribution")
-FIGURE_PREFIXES += ("pareto_hard_ap_gflops",)
-
-
 def _is_our_figure(name: str) -> bool:
     """Whether a file name is one `plot` writes (a figure or its CSV)."""
     stem, _, ext = name.rpartition(".")
-    return ext in ("csv", *FORMATS) and stem.startswith(FIGURE_PREFIXES)
+    return ext in ("csv", *FORMATS) and stem.startswith(tuple(FIGURE_STEMS))
 
 
 def check_plot_folder(out: Path, force: bool) -> None:
