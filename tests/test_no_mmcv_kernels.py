@@ -25,7 +25,7 @@ from torch import Tensor
 from scrfd_search.builders import build_model
 from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.data.demo import DemoConfig
-from scrfd_search.data.pipelines import test_pipeline
+from scrfd_search.data.pipelines import test_pipeline as evaluation_pipeline  # not a test: pytest collected it
 from scrfd_search.export.checkpoints import load_detector
 from scrfd_search.export.writer import export_arch
 from scrfd_search.models.head import SCRFDHead
@@ -160,7 +160,7 @@ def test_training_validation_inference_and_export_call_no_mmcv_kernel(
     model = load_detector(KPS_ARCH, Path(result.checkpoint))
     model.bbox_head.test_cfg.score_thr = 0.0
     image = next((demo_data / "WIDER_val" / "images").rglob("*.jpg"))
-    packed = Compose(test_pipeline(640))({"img_path": str(image), "img_id": image.stem, "instances": []})
+    packed = Compose(evaluation_pipeline(640))({"img_path": str(image), "img_id": image.stem, "instances": []})
     with torch.no_grad():
         (sample,) = model.test_step({"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]})
     height, width = packed["data_samples"].ori_shape
