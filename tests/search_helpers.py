@@ -140,7 +140,12 @@ def in_process(entry: Callable[[list[str]], int], argv: Sequence[str]) -> CliRes
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = entry(list(argv))
+            try:
+                code = entry(list(argv))
+            except SystemExit as exc:  # argparse's usage errors, a tool's sys.exit("message")
+                if not isinstance(exc.code, int | None):
+                    print(exc.code, file=sys.stderr)
+                code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     finally:
         if "ray" in sys.modules and sys.modules["ray"].is_initialized():
             sys.modules["ray"].shutdown()
