@@ -41,7 +41,7 @@ def train_recording(
 
     class LossHook(Hook):
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-            losses.append(float(outputs["loss"]))
+            losses.append(float(outputs["loss"].detach()))
 
     runner.register_hook(LossHook())
     calls: list[bool] = []
