@@ -16,6 +16,7 @@ from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.recipe import Recipe
+from scrfd_search.search.objectives import reported_costs
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.files import RESULT_FILE, has_checkpoint
@@ -158,12 +159,13 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
 
     torch.set_num_threads(max(1, settings.threads))
     trial_id = config.get("trial_key") or tune.get_context().get_trial_id()
+    costs = reported_costs(config)  # beside the APs, for a multi-objective searcher
     work_dir = trial_work_dir(settings.trials_root, trial_id)
     work_dir.mkdir(parents=True, exist_ok=True)
     done = finished_result(work_dir)
     if done is not None:
         # trained to its end by an earlier driver that died before recording it: report, never retrain
-        tune.report(ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done))
+        tune.report({**ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done), **costs})
         return
     if not (work_dir / TRIAL_FILE).is_file():
         atomic_write_json(work_dir / TRIAL_FILE, {"config": config})
@@ -183,7 +185,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         """Forward every validation to Ray Tune (ASHA decides on these; it may stop the trial here)."""
         metrics = ap_metrics(epoch, aps)
         append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
-        tune.report({**metrics, "placement": placement})
+        tune.report({**metrics, **costs, "placement": placement})
         reported.append(epoch)
 
     result = train_candidate(
@@ -199,7 +201,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     )
     final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
     if not reported:
-        tune.report({**ap_metrics(result.epochs_run, final), "placement": placement})
+        tune.report({**ap_metrics(result.epochs_run, final), **costs, "placement": placement})
     append_event(
         work_dir,
         "end",
