@@ -1,19 +1,33 @@
-"""Shared fixtures; also makes an empty collection a failure instead of pytest's silent exit 5."""
+"""Shared fixtures: the repository's paths and the demo data sets, each written once per session.
+
+Also makes an empty collection a failure instead of pytest's exit 5, and (with SCRFD_MIN_TESTS, as
+.ci/run sets it) a collection smaller than the floor, so a tree that silently lost tests cannot pass.
+
+Demo data sets are shared read-only: a test that changes files copies one first (`demo_copy`).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from search_helpers import DEMO, REPO, SHARED_GT  # noqa: F401 (SHARED_GT: kept importable from here)
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_GT = REPO.parent / "shared" / "widerface_gt"
+from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Fail loudly when nothing was collected (a broken test tree must not pass)."""
-    if not session.items and not session.config.getoption("collectonly"):
+    """Fail loudly when nothing, or fewer tests than SCRFD_MIN_TESTS, were collected."""
+    if session.config.getoption("collectonly"):
+        return
+    if not session.items:
         pytest.exit("no tests were collected: the test tree is broken", returncode=1)
+    floor = int(os.environ.get("SCRFD_MIN_TESTS", "0"))
+    if len(session.items) < floor:
+        pytest.exit(f"{len(session.items)} tests collected, fewer than SCRFD_MIN_TESTS={floor}", returncode=1)
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +40,42 @@ def repo_root() -> Path:
 def search_spaces_dir() -> Path:
     """The shipped search spaces."""
     return REPO / "search_spaces"
+
+
+@pytest.fixture(scope="session")
+def demo_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[DemoConfig], Path]:
+    """make(config): the folder of the demo data set drawn with config, written once per session (read-only)."""
+    written: dict[DemoConfig, Path] = {}
+
+    def make(config: DemoConfig) -> Path:
+        if config not in written:
+            root = tmp_path_factory.mktemp("demo") / "demo"
+            write_demo_dataset(root, config)
+            written[config] = root
+        return written[config]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_data(demo_factory: Callable[[DemoConfig], Path]) -> Path:
+    """The shared demo data set (search_helpers.DEMO: 8 training, 4 validation images, 96-128 px); read-only."""
+    return demo_factory(DEMO)
+
+
+@pytest.fixture
+def demo_copy(demo_data: Path, tmp_path: Path) -> Path:
+    """A private copy of the shared demo data set, for a test that changes or breaks files."""
+    return Path(shutil.copytree(demo_data, tmp_path / "demo", symlinks=True))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the test (as OMP_NUM_THREADS=1 gives a process): tiny models gain nothing
+    from more, and on a busy machine threads fighting for cores cost several times the run."""
+    import torch  # deferred: most tests never import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

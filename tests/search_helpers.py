@@ -1,12 +1,27 @@
-"""Hand-built experiment stores for the search tests: real ArchSpecs, closed-form FLOPs, chosen APs."""
+"""Helpers the tests share: the repository's paths, the shared demo data set's config, `scrfd-search`
+run in-process (or its command line for a test about the process), the tools as modules, and
+hand-built experiment stores for the search tests (real ArchSpecs, closed-form FLOPs, chosen APs)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from scrfd_search.cli import main
+from scrfd_search.data.demo import DemoConfig
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.settings import SearchSettings
@@ -15,6 +30,13 @@ from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.space.search_space import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"  # data beside the checkout: the WIDER FACE gt, the released models
+SHARED_GT = SHARED / "widerface_gt"
+RELEASED_DIR = SHARED / "released_scrfd"
+# The demo data set the tests share (conftest's demo_data): 8 training and 4 validation images, 96-128 px.
+DEMO = DemoConfig(num_train=8, num_val=4, seed=0, min_width=96, max_width=128)
+# A smaller one for tests that train every image an epoch (conftest's demo_factory(SMALL_DEMO)).
+SMALL_DEMO = DemoConfig(num_train=4, num_val=2, seed=1, min_width=64, max_width=96)
 # A tiny detector that trains an epoch on a few demo images in seconds (tests that run training).
 TINY_ARCH = ArchSpec(
     block="basic",
@@ -97,3 +119,112 @@ def step1_rows(n: int = 8, seed: int = 0) -> tuple[SearchSpace, list[TrialRecord
     return space, [
         make_record(f"t{i:02d}", a, space, float(h)) for i, (a, h) in enumerate(zip(archs, hards, strict=True))
     ]
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What an in-process `scrfd-search` command returned and printed (subprocess.CompletedProcess's names)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def in_process(entry: Callable[[list[str]], int], argv: Sequence[str]) -> CliResult:
+    """Call a command's entry point with argv in this process, capturing what it prints.
+
+    Afterwards the process is as a fresh command would find it: a Ray the command started is shut down
+    (as its exit would) and os.environ is restored (launch may set RAY_AUTH_MODE, tools LOCAL_RANK).
+    """
+    environ = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = entry(list(argv))
+            except SystemExit as exc:  # argparse's usage errors, a tool's sys.exit("message")
+                if not isinstance(exc.code, int | None):
+                    print(exc.code, file=sys.stderr)
+                code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    finally:
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            sys.modules["ray"].shutdown()
+        os.environ.clear()
+        os.environ.update(environ)
+    return CliResult(int(code or 0), out.getvalue(), err.getvalue())
+
+
+def cli(*argv: str) -> CliResult:
+    """Run `scrfd-search ARGV` in this process as its entry point does (see in_process)."""
+    return in_process(main, argv)
+
+
+def run_tool(name: str, *argv: str) -> CliResult:
+    """Run tools/<name>.py ARGV in this process (its main(argv), as its `__main__` calls it)."""
+    return in_process(load_tool(name).main, argv)
+
+
+def cli_command(*argv: str) -> list[str]:
+    """The command line of `scrfd-search ARGV` with this interpreter, for tests about the process itself
+    (signals, kills, a fresh interpreter); other tests call `cli`."""
+    return [sys.executable, "-m", "scrfd_search.cli", *argv]
+
+
+def load_tool(name: str) -> ModuleType:
+    """tools/<name>.py as a module (call its main(argv) in-process)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def demo_options(data: Path, epochs: int = 1) -> list[str]:
+    """--cfg-options pointing an exported config at demo data: 2 training and 1 validation/test image,
+    batches of 2 (one iteration an epoch), no workers, checkpoint, validate and log every epoch."""
+    options = [
+        f"train_cfg.max_epochs={epochs}",
+        "train_cfg.val_interval=1",
+        "default_hooks.checkpoint.interval=1",
+        "default_hooks.logger.interval=1",
+    ]
+    options += ["train_dataloader.dataset.indices=2", "val_dataloader.dataset.indices=1"]
+    options += ["test_dataloader.dataset.indices=1"]
+    for split in ("train", "val", "test"):
+        loader = f"{split}_dataloader"
+        options += [f"{loader}.dataset.data_root={data}", f"{loader}.batch_size=2", f"{loader}.num_workers=0"]
+        options += [f"{loader}.persistent_workers=False"]
+    return options + [f"{m}_evaluator.gt_dir={data / 'wider_face_split'}" for m in ("val", "test")]
+
+
+def session_pids(sid: int) -> list[int]:
+    """Processes of a session (a driver's or `ray start`'s: Ray's processes and trial workers stay in it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of the session at once, the leader first (a node that is lost)."""
+    for pid in sorted(session_pids(sid), key=lambda p: p != sid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def end_session(proc: subprocess.Popen, sig: int = signal.SIGKILL, grace_s: float = 15.0) -> None:
+    """End a process started with start_new_session=True and all of its session: send sig to it if it still
+    runs, wait up to grace_s for the session to empty (Ray's processes follow), then SIGKILL what is left."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+    deadline = time.time() + grace_s
+    while session_pids(proc.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    kill_session(proc.pid)
+    proc.wait()

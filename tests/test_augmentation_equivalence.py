@@ -13,7 +13,7 @@ from mmdet.datasets.transforms import PhotoMetricDistortion
 from mmdet.registry import DATASETS
 
 from scrfd_search.builders import register_modules
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.data.demo import DemoConfig
 from scrfd_search.data.pipelines import dataset_config
 from scrfd_search.data.transforms import (
     DrawPhotoMetricDistortion,
@@ -27,11 +27,9 @@ DRAWS = 200
 
 
 @pytest.fixture(scope="module")
-def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 training images 160-256 px wide with faces and landmarks."""
-    root = tmp_path_factory.mktemp("augment") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=24, num_val=1, seed=4, min_width=160, max_width=256))
-    return root
+def demo_data(demo_factory) -> Path:
+    """24 training images 160-256 px wide with faces and landmarks (more draws than the shared set)."""
+    return demo_factory(DemoConfig(num_train=24, num_val=1, seed=4, min_width=160, max_width=256))
 
 
 def images(root: Path) -> list[np.ndarray]:

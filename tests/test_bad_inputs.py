@@ -4,32 +4,17 @@ leaves nothing new behind (the cases of issue 10 that used to give a traceback o
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from search_helpers import STEP1_SPACE, TINY_ARCH
+from search_helpers import DEMO, STEP1_SPACE, TINY_ARCH
 
 from scrfd_search.cli import main
 from scrfd_search.data.annotations import parse_retinaface_txt, parse_wider_txt
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.predictions import read_prediction_file
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    """A small generated data set in the WIDER FACE layout (never modified: tests break copies)."""
-    root = tmp_path_factory.mktemp("bad") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=6, num_val=3, seed=0, min_width=96, max_width=128))
-    return root
-
-
-def broken_copy(demo: Path, tmp_path: Path) -> Path:
-    """A private copy of the demo data to break."""
-    return Path(shutil.copytree(demo, tmp_path / "data", symlinks=True))
 
 
 def first_train_image(data: Path) -> Path:
@@ -56,17 +41,26 @@ def test_binary_space_and_arch_files_are_one_line(tmp_path, capsys):
     error_line(capsys, "flops", [str(blob.rename(tmp_path / "blob.json"))], "blob.json", "not a text file")
 
 
-def test_a_negative_seed_is_one_line(capsys, tmp_path, demo):
+def test_a_negative_seed_is_one_line(capsys, tmp_path, demo_data):
     error_line(capsys, "sample", ["--space", str(STEP1_SPACE), "--n", "1", "--seed", "-1"], "--seed", "-1")
     error_line(capsys, "demo-data", ["--out", str(tmp_path / "d"), "--seed", "-1"], "--seed", "-1")
-    error_line(capsys, "data-stats", ["--data", str(demo), "--seed", "-1"], "--seed", "-1")
-    error_line(capsys, "train", [*train_args(tmp_path, demo), "--seed", "-1"], "--seed", "-1")
-    launch = ["--space", str(STEP1_SPACE), "--data", str(demo), "--name", "x", "--results-dir", str(tmp_path / "r")]
+    error_line(capsys, "data-stats", ["--data", str(demo_data), "--seed", "-1"], "--seed", "-1")
+    error_line(capsys, "train", [*train_args(tmp_path, demo_data), "--seed", "-1"], "--seed", "-1")
+    launch = [
+        "--space",
+        str(STEP1_SPACE),
+        "--data",
+        str(demo_data),
+        "--name",
+        "x",
+        "--results-dir",
+        str(tmp_path / "r"),
+    ]
     error_line(capsys, "launch", [*launch, "--seed", str(2**32)], "--seed", str(2**32))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["arch.json"]
 
 
-def test_outputs_under_a_file_are_refused_before_any_work(tmp_path, capsys, demo):
+def test_outputs_under_a_file_are_refused_before_any_work(tmp_path, capsys, demo_data):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     under = a_file / "out"
@@ -74,13 +68,13 @@ def test_outputs_under_a_file_are_refused_before_any_work(tmp_path, capsys, demo
     error_line(capsys, "demo-data", ["--out", str(under), "--train", "2", "--val", "1"], "--out", "is a file")
     error_line(capsys, "export", ["--arch", str(write_arch(tmp_path)), "--out", str(under)], "--out", "is a file")
     error_line(
-        capsys, "data-stats", ["--data", str(demo), "--num-images", "2", "--plot", str(under / "f.png")], "--plot"
+        capsys, "data-stats", ["--data", str(demo_data), "--num-images", "2", "--plot", str(under / "f.png")], "--plot"
     )
-    error_line(capsys, "train", [*train_args(tmp_path, demo), "--work-dir", str(under)], "--work-dir", "is a file")
+    error_line(capsys, "train", [*train_args(tmp_path, demo_data), "--work-dir", str(under)], "--work-dir", "is a file")
     error_line(
         capsys,
         "launch",
-        ["--space", str(STEP1_SPACE), "--data", str(demo), "--name", "x", "--results-dir", str(under)],
+        ["--space", str(STEP1_SPACE), "--data", str(demo_data), "--name", "x", "--results-dir", str(under)],
         "--results-dir",
         "is a file",
     )
@@ -101,18 +95,25 @@ def train_args(tmp_path: Path, data: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing", "empty"])
-def test_unreadable_images_are_refused_before_anything_starts(demo, tmp_path, capsys, damage):
-    data = broken_copy(demo, tmp_path)
+def test_unreadable_images_are_refused_before_anything_starts(demo_copy, tmp_path, capsys, damage):
+    data = demo_copy
     image = first_train_image(data)
     original = image.read_bytes()
-    image.unlink()  # the demo folder may share files with the copy: never write through them
+    image.unlink()  # the shared demo folder may share files with the copy: never write through them
     if damage == "corrupt":
         image.write_bytes(original[:200] + b"\0" * (len(original) - 200))
     elif damage == "empty":
         image.write_bytes(b"")
     why = {"corrupt": "cannot be decoded", "missing": "missing", "empty": "empty file"}[damage]
     work = tmp_path / "work"
-    error_line(capsys, "train", [*train_args(tmp_path, data), "--work-dir", str(work)], image.name, why, "1 of 6")
+    error_line(
+        capsys,
+        "train",
+        [*train_args(tmp_path, data), "--work-dir", str(work)],
+        image.name,
+        why,
+        f"1 of {DEMO.num_train}",
+    )
     assert not work.exists()
     error_line(capsys, "data-stats", ["--data", str(data), "--num-images", "2"], image.name, why)
     results = tmp_path / "results"
@@ -126,8 +127,8 @@ def test_unreadable_images_are_refused_before_anything_starts(demo, tmp_path, ca
     assert not (results / "x").exists()
 
 
-def test_a_malformed_annotation_stops_launch_before_any_trial(demo, tmp_path, capsys):
-    data = broken_copy(demo, tmp_path)
+def test_a_malformed_annotation_stops_launch_before_any_trial(demo_copy, tmp_path, capsys):
+    data = demo_copy
     ann = data / "wider_face_split" / "wider_face_val_bbx_gt.txt"
     lines = ann.read_text().splitlines()
     lines[2] = "10 20 thirty 40 0 0 0 0 0 0"
@@ -164,16 +165,18 @@ def test_a_face_count_too_high_names_the_count_line(tmp_path):
         parse_wider_txt(wider)
 
 
-def test_train_refuses_a_finished_or_unrelated_work_dir_without_force(demo, tmp_path, capsys):
+def test_train_refuses_a_finished_or_unrelated_work_dir_without_force(demo_data, tmp_path, capsys):
     finished = tmp_path / "finished"
     finished.mkdir()
     (finished / "result.json").write_text(json.dumps({"hard": 0.5}))
-    error_line(capsys, "train", [*train_args(tmp_path, demo), "--work-dir", str(finished)], "finished run", "--force")
+    error_line(
+        capsys, "train", [*train_args(tmp_path, demo_data), "--work-dir", str(finished)], "finished run", "--force"
+    )
     assert json.loads((finished / "result.json").read_text()) == {"hard": 0.5}
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    error_line(capsys, "train", [*train_args(tmp_path, demo), "--work-dir", str(other)], "not empty", "--force")
+    error_line(capsys, "train", [*train_args(tmp_path, demo_data), "--work-dir", str(other)], "not empty", "--force")
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
 
 
@@ -196,7 +199,7 @@ def test_plot_refuses_an_unrelated_non_empty_folder(tmp_path, capsys):
     assert np.all([p.suffix in (".png", ".csv") for p in (tmp_path / "fresh").iterdir()])
 
 
-def test_an_immutable_folder_is_refused_before_any_work(tmp_path, capsys, demo):
+def test_an_immutable_folder_is_refused_before_any_work(tmp_path, capsys, demo_data):
     locked = tmp_path / "locked"
     locked.mkdir()
     if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
@@ -205,9 +208,11 @@ def test_an_immutable_folder_is_refused_before_any_work(tmp_path, capsys, demo):
         sample = ["--space", str(STEP1_SPACE), "--n", "1", "--out", str(locked / "c")]
         error_line(capsys, "sample", sample, "--out", "cannot write in", str(locked))
         error_line(capsys, "demo-data", ["--out", str(locked / "d"), "--train", "2", "--val", "1"], "cannot write in")
-        launch = ["--space", str(STEP1_SPACE), "--data", str(demo), "--name", "x", "--results-dir", str(locked)]
+        launch = ["--space", str(STEP1_SPACE), "--data", str(demo_data), "--name", "x", "--results-dir", str(locked)]
         error_line(capsys, "launch", launch, "--results-dir", "cannot write in")
-        error_line(capsys, "train", [*train_args(tmp_path, demo), "--work-dir", str(locked / "w")], "cannot write in")
+        error_line(
+            capsys, "train", [*train_args(tmp_path, demo_data), "--work-dir", str(locked / "w")], "cannot write in"
+        )
         assert list(locked.iterdir()) == []
     finally:
         subprocess.run(["chattr", "-i", str(locked)], check=True)

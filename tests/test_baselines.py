@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from search_helpers import REPO, load_tool
 
 from scrfd_search.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "configs" / "baselines"
 
 pytest.importorskip("mmcv.ops", reason="mmcv with its ops is needed to build detectors")
 
 
-def _load_tool():
-    """tools/make_baseline_configs.py as a module."""
-    spec = importlib.util.spec_from_file_location("make_baseline_configs", REPO / "tools" / "make_baseline_configs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_baseline_configs_are_current_and_say_where_their_weights_come_from() -> None:
-    assert _load_tool().main(["--check"]) == 0, "run: .venv/bin/python tools/make_baseline_configs.py"
+    assert load_tool("make_baseline_configs").main(["--check"]) == 0, (
+        "run: .venv/bin/python tools/make_baseline_configs.py"
+    )
     for name in ("scrfd_resnet50", "scrfd_res2net101"):
         text = (BASELINES / f"{name}.py").read_text()
         assert "from scratch" in text and "init_cfg=None" in text  # no ImageNet weights were at hand

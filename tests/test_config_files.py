@@ -7,13 +7,13 @@ folder), the way `tools/train.py configs/scrfd/scrfd_2.5g.py` would on a user's 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mmengine.config import Config
+from search_helpers import DEMO, REPO, load_tool
 
 from scrfd_search.builders import import_config_modules
 from scrfd_search.cli import main
@@ -26,24 +26,23 @@ from scrfd_search.config_writer import (
     render_config,
     render_value,
 )
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 from scrfd_search.space.published import PUBLISHED, RELEASED
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 CHILD_CONFIGS = sorted(p for p in CONFIGS.rglob("*.py") if "_base_" not in p.parts)
 MAX_CHILD_LINES = 40
 
 
 @pytest.fixture(scope="module")
-def readme_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def readme_layout(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Path:
     """A working folder with demo data in both layouts of docs/configs.md: data/widerface/ (official) and
     data/retinaface/ (labelv2.txt with landmarks, the .mat ground truth in val/gt/)."""
     work = tmp_path_factory.mktemp("user")
     wider = work / "data" / "widerface"
-    write_demo_dataset(wider, DemoConfig(num_train=3, num_val=2, seed=4))
+    wider.parent.mkdir()
+    wider.symlink_to(demo_data)  # the shared demo set (read-only), found where the README puts it
     retina = work / "data" / "retinaface"
     (retina / "val").mkdir(parents=True)
     (retina / "train").symlink_to(wider / "train")
@@ -74,11 +73,11 @@ def build_everything(path: Path) -> None:
     assert sum(p.numel() for p in model.parameters()) > 0
     train = DATASETS.build(cfg.train_dataloader.dataset)
     val = DATASETS.build(cfg.val_dataloader.dataset)
-    assert len(train) == 3 and len(val) == 2
+    assert len(train) == DEMO.num_train and len(val) == DEMO.num_val
     sample = train[0]  # the whole training pipeline: load, large crop, resize, flip, photometric, pack
     assert tuple(sample["inputs"].shape) == (3, 640, 640)
     metric = METRICS.build(cfg.val_evaluator)
-    assert len(metric.gt) == 2  # it read the val ground truth (.mat files) under data/widerface/
+    assert len(metric.gt) == DEMO.num_val  # it read the val ground truth (.mat files) under data/widerface/
 
 
 def test_configs_folder_holds_the_published_models_and_bases() -> None:
@@ -109,11 +108,7 @@ def test_child_configs_are_short_and_state_the_architecture_once(path: Path) -> 
 
 @pytest.mark.parametrize("name", sorted(RELEASED))
 def test_published_children_read_back_as_the_builders_full_config(name: str) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "make_published_configs", REPO / "tools" / "make_published_configs.py"
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("make_published_configs")
     loaded = Config.fromfile(str(CONFIGS / "scrfd" / f"{name}.py"), import_custom_modules=False).to_dict()
     assert config_overrides(tool.published_config(name, RELEASED[name]), loaded) == {}
 

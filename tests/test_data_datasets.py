@@ -11,16 +11,15 @@ from mmdet.registry import DATASETS
 from mmengine.registry import init_default_scope
 
 from scrfd_search.data.datasets import RetinaFaceDataset, WiderFaceDataset
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.data.demo import DemoConfig
 from scrfd_search.data.pipelines import dataset_config
 from scrfd_search.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ds") / "demo"
-    write_demo_dataset(out, DemoConfig(num_train=10, num_val=8, seed=7, empty_fraction=0.3))
-    return out
+def demo_dir(demo_factory) -> Path:
+    """Many images without faces (a third), which the datasets must keep or drop as configured."""
+    return demo_factory(DemoConfig(num_train=10, num_val=8, seed=7, empty_fraction=0.3))
 
 
 def ctor_kwargs(cfg: dict) -> dict:

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from search_helpers import SHARED_GT
 
 from scrfd_search.cli import main
 from scrfd_search.data.annotations import parse_retinaface_txt, parse_wider_txt
@@ -20,7 +21,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.evaluation.ground_truth import SUBSETS, load_ground_truth
 from scrfd_search.evaluation.protocol import evaluate
 
-REAL_GT = Path(__file__).resolve().parents[2] / "shared" / "widerface_gt"
+REAL_GT = SHARED_GT
 SMALL = DemoConfig(num_train=8, num_val=6, seed=3)
 DEMO_LIKE = DemoConfig(num_train=1, num_val=40, seed=0, min_width=192, max_width=256)  # `make demo`'s image sizes
 STATS = load_face_sizes()
@@ -28,10 +29,8 @@ MAT_FILES = ("wider_face_val.mat", "wider_easy_val.mat", "wider_medium_val.mat",
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "data"
-    write_demo_dataset(out, SMALL)
-    return out
+def demo_dir(demo_factory) -> Path:
+    return demo_factory(SMALL)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scrfd_search.cli import main
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.data.demo import DemoConfig
 from scrfd_search.data.pipelines import LARGE_CROPS, SMALL_CROPS
 from scrfd_search.data.stats import PositiveCounter, collect_stats, size_histogram
 
@@ -15,10 +15,9 @@ IMG_SIZE = 320
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("stats") / "demo"
-    write_demo_dataset(out, DemoConfig(num_train=24, num_val=1, seed=11))
-    return out
+def demo_dir(demo_factory) -> Path:
+    """24 training images at the default widths: enough faces for the crop statistics to differ clearly."""
+    return demo_factory(DemoConfig(num_train=24, num_val=1, seed=11))
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from search_helpers import REPO
 
 from scrfd_search.search.store import ExperimentStore
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 TINY_DEMO = {
     "STEP1_TRIALS": "2",
     "STEP2_TRIALS": "2",

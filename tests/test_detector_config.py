@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
+from search_helpers import REPO, SMALL_DEMO, load_tool
 
 from scrfd_search.builders import build_model, import_config_modules
 from scrfd_search.config_builder import DataSettings, Schedule, build_config, model_config
 from scrfd_search.errors import UserError
 from scrfd_search.space.published import PUBLISHED, PUBLISHED_PARAMS_M, RELEASED
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs" / "scrfd"
 DATA = DataSettings(data_root="data/widerface/", gt_dir="data/widerface/wider_face_split/")
 SCHEDULE_KEYS = {"optim_wrapper", "param_scheduler", "train_cfg", "default_hooks", "auto_scale_lr"}
-
-
-def _load_tool():
-    """tools/make_published_configs.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "make_published_configs", REPO / "tools" / "make_published_configs.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _params(model: torch.nn.Module) -> int:
@@ -120,15 +109,12 @@ def test_config_round_trips_through_mmengine_text():
     assert Config.fromstring(text, ".py").to_dict() == Config(cfg).to_dict()
 
 
-def test_dataloader_feeds_the_model(tmp_path):
+def test_dataloader_feeds_the_model(demo_data: Path):
     from mmengine.runner import Runner
 
-    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-
-    write_demo_dataset(tmp_path / "demo", DemoConfig(num_train=2, num_val=1, seed=3))
     data = DataSettings(
-        str(tmp_path / "demo"),
-        str(tmp_path / "demo" / "wider_face_split"),
+        str(demo_data),
+        str(demo_data / "wider_face_split"),
         img_size=128,
         batch_size=2,
         num_workers=0,
@@ -208,7 +194,9 @@ def test_residual_blocks_start_with_their_last_norm_at_zero():
 
 
 def test_published_config_files_are_up_to_date():
-    assert _load_tool().main(["--check"]) == 0, "run: .venv/bin/python tools/make_published_configs.py"
+    assert load_tool("make_published_configs").main(["--check"]) == 0, (
+        "run: .venv/bin/python tools/make_published_configs.py"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -219,14 +207,12 @@ def test_published_models_have_the_published_size(name):
 
 
 @pytest.mark.slow  # about 20 s: two tiny epochs and a validation on demo data
-def test_runner_trains_and_validates_from_build_config(tmp_path):
+def test_runner_trains_and_validates_from_build_config(tmp_path, demo_factory):
     from mmengine.runner import Runner
 
-    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
     from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 
-    demo = tmp_path / "demo"
-    write_demo_dataset(demo, DemoConfig(num_train=4, num_val=2, seed=1))
+    demo = demo_factory(SMALL_DEMO)
     arch = ArchSpec(
         "basic", 16, tuple(StageSpec(1, w) for w in (8, 16, 16, 32)), NeckSpec(16), HeadSpec(1, 16, gn_groups=8)
     )

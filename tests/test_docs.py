@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
+from search_helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 PAGES = sorted([README, REPO / "results" / "README.md", *(REPO / "docs").glob("*.md")])
 MAX_README_LINES = 150

@@ -8,17 +8,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from search_helpers import DEMO
 
 from scrfd_search.cli import main
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-
-
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 training and 2 validation images."""
-    root = tmp_path_factory.mktemp("doctor") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=6, num_val=2, seed=2, min_width=96, max_width=128))
-    return root
 
 
 def doctor(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, dict[str, tuple[str, str]], str]:
@@ -45,10 +37,10 @@ def test_doctor_on_demo_data_passes_and_estimates_a_search(demo_data: Path, tmp_
     assert rows["cuDNN"][1].startswith("none")
     assert rows["torchvision NMS cpu"][0] == "ok" and "kept [0, 2]" in rows["torchvision NMS cpu"][1]
     assert rows["mmcv"][0] == "ok" and "CPU kernels only" in rows["mmcv"][1]
-    assert rows["data"] == ("ok", f"{demo_data}: 6 training, 2 validation images")
+    assert rows["data"] == ("ok", f"{demo_data}: {DEMO.num_train} training, {DEMO.num_val} validation images")
     assert rows["disk"][0] == "ok" and "GiB free under" in rows["disk"][1]
     assert re.search(r"3 iterations of a 0.5 GF candidate on cpu, 64 px, batch 2: [\d.]+ images/s", rows["probe"][1])
-    assert re.search(r"10 trials x 4 epochs x 6 images, \d+ at once: about \d+", rows["estimate"][1])
+    assert re.search(rf"10 trials x 4 epochs x {DEMO.num_train} images, \d+ at once: about \d+", rows["estimate"][1])
     assert "Ray resources" in rows and "CPUs" in rows["Ray resources"][1]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.io import savemat
+from search_helpers import SHARED_GT
 
 from scrfd_search.cli import main
 from scrfd_search.errors import UserError
@@ -21,7 +22,7 @@ from scrfd_search.evaluation import (
     write_prediction_file,
 )
 
-GT_DIR = Path(__file__).resolve().parents[2] / "shared" / "widerface_gt"
+GT_DIR = SHARED_GT
 needs_gt = pytest.mark.skipif(not GT_DIR.is_dir(), reason=f"WIDER FACE val ground truth not found at {GT_DIR}")
 
 # (event, image, boxes x y w h, {subset: 1-based kept indices}); covers a face-less image, a

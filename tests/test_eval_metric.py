@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from mmdet.registry import METRICS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
+from search_helpers import SHARED_GT
 
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation import SUBSETS, evaluate, load_ground_truth, read_predictions
 from scrfd_search.evaluation.metric import WiderFaceMetric
 
-GT_DIR = Path(__file__).resolve().parents[2] / "shared" / "widerface_gt"
+GT_DIR = SHARED_GT
 pytestmark = pytest.mark.skipif(not GT_DIR.is_dir(), reason=f"WIDER FACE val ground truth not found at {GT_DIR}")
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from search_helpers import SHARED_GT
 
 from scrfd_search.evaluation import SUBSETS, build_ground_truth, evaluate, load_ground_truth
 from scrfd_search.evaluation.reference import evaluate_reference
 
-GT_DIR = Path(__file__).resolve().parents[2] / "shared" / "widerface_gt"
+GT_DIR = SHARED_GT
 ALL = None  # keep every face in every subset
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from mmengine.config import Config
+from search_helpers import demo_options, run_tool
 
 from scrfd_search.cli import main
 from scrfd_search.config_builder import model_config
@@ -22,7 +21,6 @@ from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.search.store import ExperimentStore, TrialRecord
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 
-REPO = Path(__file__).resolve().parents[1]
 LARGE_CROPS = [0.3, 0.45, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0]
 
 pytest.importorskip("mmcv.ops", reason="mmcv with its ops is needed to build detectors")
@@ -43,12 +41,13 @@ def small_arch(rng: np.random.Generator, keypoints: bool = False) -> ArchSpec:
     return ArchSpec("basic", 8 * int(rng.integers(1, 3)), stages, NeckSpec(16), head)  # type: ignore[arg-type]
 
 
-@pytest.fixture()
-def experiment(tmp_path: Path) -> tuple[Path, list[TrialRecord]]:
-    """A finished search: three scored trials (one with a checkpoint), one failed, one still running."""
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[TrialRecord]]:
+    """A finished search, written once: three scored trials, one failed, one still running (read-only)."""
     rng = np.random.default_rng(7)
     archs = [small_arch(rng) for _ in range(5)]
-    store = ExperimentStore(tmp_path / "results" / "exp")
+    root = tmp_path_factory.mktemp("export")
+    store = ExperimentStore(root / "results" / "exp")
     atomic_write_json(store.experiment_file, {"name": "exp", "step": 2, "budget_gflops": 0.5, "epochs": 10})
     trials = [
         TrialRecord("a", archs[0], count_flops(archs[0]), "TERMINATED", 0.81, 0.75, 0.52, 10),
@@ -58,7 +57,14 @@ def experiment(tmp_path: Path) -> tuple[Path, list[TrialRecord]]:
         TrialRecord("e", archs[4], count_flops(archs[4]), "RUNNING"),
     ]
     store.write_trials(trials)
-    return tmp_path / "results", trials
+    return root / "results", trials
+
+
+@pytest.fixture()
+def experiment(finished_search: tuple[Path, list[TrialRecord]], tmp_path: Path) -> tuple[Path, list[TrialRecord]]:
+    """This test's own copy of the finished search (tests export into it and change its rows)."""
+    results, trials = finished_search
+    return Path(shutil.copytree(results, tmp_path / "results")), trials
 
 
 def load_config(path: Path) -> Config:
@@ -265,18 +271,11 @@ def test_onnx_keypoint_head_matches_pytorch_at_two_sizes(tmp_path: Path) -> None
     assert onnx_vs_torch(path, arch, ckpt, [(64, 96), (160, 128)]) <= 1e-4
 
 
-def run_tool(script: str, *args: str, cwd: Path) -> str:
-    """Run tools/<script> in a fresh interpreter (as a user would); its stdout, failing with its stderr."""
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        cwd=cwd,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+def tool(name: str, *args: str) -> str:
+    """Run tools/<name>.py in-process; its stdout, failing with its stderr."""
+    done = run_tool(name, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def tiny_config(tmp_path: Path) -> Path:
@@ -295,32 +294,17 @@ def tiny_config(tmp_path: Path) -> Path:
     return tmp_path / "tiny.py"
 
 
-def demo_options(data: Path, epochs: int) -> list[str]:
-    """--cfg-options pointing an exported config at demo data: batches of 2, checkpoint and validate each epoch."""
-    options = [
-        f"train_cfg.max_epochs={epochs}",
-        "train_cfg.val_interval=1",
-        "default_hooks.checkpoint.interval=1",
-        "default_hooks.logger.interval=1",
-    ]
-    for split in ("train", "val", "test"):
-        loader = f"{split}_dataloader"
-        options += [f"{loader}.dataset.data_root={data}", f"{loader}.batch_size=2", f"{loader}.num_workers=0"]
-        options += [f"{loader}.persistent_workers=False"]
-    return options + [f"{m}_evaluator.gt_dir={data / 'wider_face_split'}" for m in ("val", "test")]
-
-
 @pytest.mark.slow
-def test_one_iteration_of_training_from_an_exported_config(tmp_path: Path) -> None:
+def test_one_iteration_of_training_from_an_exported_config(
+    tmp_path: Path, demo_data: Path, monkeypatch: pytest.MonkeyPatch, one_torch_thread: None
+) -> None:
     """tools/train.py on demo data from an exported config: one optimizer step; then test.py and --resume."""
     import torch
 
-    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-
-    data = tmp_path / "demo"
-    write_demo_dataset(data, DemoConfig(num_train=2, num_val=1, seed=0, min_width=128, max_width=160))
+    monkeypatch.chdir(tmp_path)
+    data = demo_data
     tiny, work = tiny_config(tmp_path), tmp_path / "work"
-    run_tool("train.py", str(tiny), "--work-dir", str(work), "--cfg-options", *demo_options(data, 1), cwd=tmp_path)
+    tool("train", str(tiny), "--work-dir", str(work), "--cfg-options", *demo_options(data, 1))
     ckpt = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)
     assert ckpt["meta"]["iter"] == 1  # two images, batch two: exactly one iteration
     assert ckpt["optimizer"]["state"], "no optimizer step was taken (SGD momentum buffers are empty)"
@@ -328,18 +312,9 @@ def test_one_iteration_of_training_from_an_exported_config(tmp_path: Path) -> No
     assert scalars and "widerface/hard" in scalars[0].read_text()  # the validation ran with the metric
 
     test_args = [str(tiny), str(work / "epoch_1.pth"), "--work-dir", str(tmp_path / "test")]
-    out = run_tool("test.py", *test_args, "--cfg-options", *demo_options(data, 1), cwd=tmp_path)
+    out = tool("test", *test_args, "--cfg-options", *demo_options(data, 1))
     assert "widerface/hard:" in out
 
-    run_tool(
-        "train.py",
-        str(tiny),
-        "--work-dir",
-        str(work),
-        "--resume",
-        "--cfg-options",
-        *demo_options(data, 2),
-        cwd=tmp_path,
-    )
+    tool("train", str(tiny), "--work-dir", str(work), "--resume", "--cfg-options", *demo_options(data, 2))
     resumed = torch.load(work / "epoch_2.pth", map_location="cpu", weights_only=False)
     assert resumed["meta"]["iter"] == 2  # continued from epoch 1 rather than starting again

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from search_helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 REAL_GT = REPO.parent / "shared" / "widerface_gt"
 
 

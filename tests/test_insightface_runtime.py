@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from insightface.model_zoo.scrfd import SCRFD
+from search_helpers import REPO
 
 from scrfd_search.builders import build_model
 from scrfd_search.cli import main
@@ -32,7 +33,6 @@ from scrfd_search.space.search_space import SearchSpace
 
 pytest.importorskip("mmcv.ops", reason="mmcv with its ops is needed to build detectors")
 
-REPO = Path(__file__).resolve().parents[1]
 RELEASED_DIR = REPO.parent / "shared" / "released_scrfd"
 ONNX_500M = RELEASED_DIR / "scrfd_500m_bnkps.onnx"
 PHOTO = RELEASED_DIR / "six_faces.jpg"

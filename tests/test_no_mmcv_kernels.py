@@ -19,12 +19,13 @@ from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmengine.config import ConfigDict
 from mmengine.dataset import Compose
 from mmengine.structures import InstanceData
+from search_helpers import RELEASED_DIR
 from torch import Tensor
 
 from scrfd_search.builders import build_model
 from scrfd_search.config_builder import DataSettings, Schedule
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-from scrfd_search.data.pipelines import test_pipeline
+from scrfd_search.data.demo import DemoConfig
+from scrfd_search.data.pipelines import test_pipeline as evaluation_pipeline  # not a test: pytest collected it
 from scrfd_search.export.checkpoints import load_detector
 from scrfd_search.export.writer import export_arch
 from scrfd_search.models.head import SCRFDHead
@@ -40,28 +41,20 @@ KPS_ARCH = ArchSpec(
 )
 
 
-RELEASED = Path(__file__).resolve().parents[1].parent / "shared" / "released_scrfd"
+RELEASED = RELEASED_DIR
 
 
 class ForbiddenKernel(RuntimeError):
     """An mmcv kernel was called."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the small models here gain nothing from more on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_data(demo_factory) -> Path:
     """Real-sized demo images (480-640 px wide): 4 training, 2 validation."""
-    root = tmp_path_factory.mktemp("nokernels") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=4, num_val=2, seed=5, min_width=480, max_width=640))
-    return root
+    return demo_factory(DemoConfig(num_train=4, num_val=2, seed=5, min_width=480, max_width=640))
 
 
 @pytest.fixture
@@ -167,7 +160,7 @@ def test_training_validation_inference_and_export_call_no_mmcv_kernel(
     model = load_detector(KPS_ARCH, Path(result.checkpoint))
     model.bbox_head.test_cfg.score_thr = 0.0
     image = next((demo_data / "WIDER_val" / "images").rglob("*.jpg"))
-    packed = Compose(test_pipeline(640))({"img_path": str(image), "img_id": image.stem, "instances": []})
+    packed = Compose(evaluation_pipeline(640))({"img_path": str(image), "img_id": image.stem, "instances": []})
     with torch.no_grad():
         (sample,) = model.test_step({"inputs": [packed["inputs"]], "data_samples": [packed["data_samples"]]})
     height, width = packed["data_samples"].ori_shape

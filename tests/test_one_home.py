@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from search_helpers import TINY_ARCH, make_store, step1_rows
+from search_helpers import TINY_ARCH, cli_command, make_store, step1_rows
 
 from scrfd_search.cli import build_parser, main
 from scrfd_search.commands.train import training_plan
 from scrfd_search.config_builder import build_config
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import load_arch_ref
 from scrfd_search.search.trial import trial_settings
 from scrfd_search.space.arch import ArchSpec
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A few demo images in the WIDER FACE layout."""
-    root = tmp_path_factory.mktemp("demo")
-    write_demo_dataset(root, DemoConfig(num_train=5, num_val=2, seed=3, min_width=96, max_width=128))
-    return root
-
-
-def test_train_with_a_trials_flags_trains_as_the_trial_did(demo_root: Path, tmp_path: Path) -> None:
+def test_train_with_a_trials_flags_trains_as_the_trial_did(demo_data: Path, tmp_path: Path) -> None:
     search = SearchSettings(
         name="s",
         results_dir=str(tmp_path),
         space_file="unused.yaml",
-        data_root=str(demo_root),
+        data_root=str(demo_data),
         trials=2,
         epochs=7,
         img_size=256,
@@ -44,7 +34,7 @@ def test_train_with_a_trials_flags_trains_as_the_trial_did(demo_root: Path, tmp_
         cpus_per_trial=3,
     )
     trial = trial_settings(search)
-    flags = ["--data", str(demo_root), "--epochs", "7", "--img-size", "256", "--batch-size", "2"]
+    flags = ["--data", str(demo_data), "--epochs", "7", "--img-size", "256", "--batch-size", "2"]
     flags += ["--workers", "2", "--optimizer", "adamw", "--lr", "0.002", "--val-interval", "3"]
     data, schedule = training_plan(build_parser().parse_args(["train", "--arch", "a.json", *flags]))
     assert (data, schedule) == (trial.data, trial.schedule)
@@ -80,7 +70,7 @@ def test_commands_print_no_pkg_resources_warning(tmp_path: Path) -> None:
     arch = tmp_path / "a.json"
     arch.write_text(TINY_ARCH.to_json())
     run = subprocess.run(
-        [sys.executable, "-m", "scrfd_search.cli", "flops", str(arch), "--input-shape", "64", "64"],
+        cli_command("flops", str(arch), "--input-shape", "64", "64"),  # a fresh process: the warning is at import
         capture_output=True,
         text=True,
         check=True,

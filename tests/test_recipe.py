@@ -10,11 +10,10 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from search_helpers import STEP1_SPACE, STEP2_SPACE, make_record, make_store
+from search_helpers import REPO, STEP1_SPACE, STEP2_SPACE, make_record, make_store
 
 from scrfd_search.cli import main
 from scrfd_search.config_builder import DataSettings, Schedule, build_config
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.export.selection import ExportItem
 from scrfd_search.export.writer import export_recipe
@@ -28,7 +27,6 @@ from scrfd_search.search.status_table import status_text
 from scrfd_search.space.published import PUBLISHED
 from scrfd_search.space.search_space import SearchSpace, load_recipe_section
 
-REPO = Path(__file__).resolve().parents[1]
 SECTION = {"optimizer": ["sgd", "adaboundw"], "lr": [0.005, 0.02], "weight_decay": [1.0e-5, 5.0e-4]}
 
 
@@ -147,14 +145,6 @@ def test_bad_sections_name_file_and_key(tmp_path: Path, section: dict, message: 
     assert str(info.value).startswith(str(path))
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo folder for launch's data check (the errors come before any training)."""
-    root = tmp_path_factory.mktemp("recipe") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=2, num_val=1, seed=0, min_width=64, max_width=96))
-    return root
-
-
 @pytest.mark.parametrize(
     ("section", "flags", "message"),
     [
@@ -167,10 +157,10 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
 )
 def test_launch_refuses_a_bad_recipe_before_any_trial(
-    tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture, section, flags: list[str], message: str
+    tmp_path: Path, demo_data: Path, capsys: pytest.CaptureFixture, section, flags: list[str], message: str
 ) -> None:
     space = space_with(tmp_path, section) if section is not None else STEP1_SPACE
-    argv = ["launch", "--space", str(space), "--data", str(tiny_data), "--name", "bad", "--trials", "4"]
+    argv = ["launch", "--space", str(space), "--data", str(demo_data), "--name", "bad", "--trials", "4"]
     code = main([*argv, "--results-dir", str(tmp_path / "results"), *flags])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
@@ -178,8 +168,8 @@ def test_launch_refuses_a_bad_recipe_before_any_trial(
     assert not (tmp_path / "results").exists()  # nothing written, no trial started
 
 
-def test_recipe_only_needs_an_arch_and_a_section(tmp_path: Path, tiny_data: Path, capsys) -> None:
-    base = ["launch", "--data", str(tiny_data), "--name", "r", "--results-dir", str(tmp_path / "results")]
+def test_recipe_only_needs_an_arch_and_a_section(tmp_path: Path, demo_data: Path, capsys) -> None:
+    base = ["launch", "--data", str(demo_data), "--name", "r", "--results-dir", str(tmp_path / "results")]
     assert main([*base, "--space", str(STEP1_SPACE), "--recipe-only"]) == 2
     assert "--recipe-only: needs --arch" in capsys.readouterr().err
     arch = tmp_path / "arch.json"

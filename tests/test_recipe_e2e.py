@@ -3,18 +3,14 @@ recipes with the architectures, a recipe-only search, and an exported non-SGD co
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from search_helpers import STEP1_SPACE, TINY_ARCH
+from search_helpers import STEP1_SPACE, TINY_ARCH, cli, demo_options, run_tool
 
 from scrfd_search.builders import import_config_modules
 from scrfd_search.config_builder import DataSettings, Schedule
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.recipe import OPTIMIZER_NAMES, Recipe, RecipeSpace, draw_recipes
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.store import ExperimentStore
@@ -22,18 +18,9 @@ from scrfd_search.space.search_space import SearchSpace
 from scrfd_search.training.candidate import candidate_config
 from scrfd_search.training.runner import PinnedDeviceRunner
 
-pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 TINY = ["--img-size", "128", "--batch-size", "4", "--cpus-per-trial", "1", "--gpus-per-trial", "0"]
 SECTION = {"optimizer": ["sgd", "adaboundw"], "lr": [0.005, 0.02], "weight_decay": [1.0e-5, 5.0e-4]}
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 training and 4 validation demo images in the WIDER FACE layout."""
-    root = tmp_path_factory.mktemp("recipe_e2e") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=8, num_val=4, seed=0, min_width=96, max_width=128))
-    return root
 
 
 def train_recording(
@@ -54,7 +41,7 @@ def train_recording(
 
     class LossHook(Hook):
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-            losses.append(float(outputs["loss"]))
+            losses.append(float(outputs["loss"].detach()))
 
     runner.register_hook(LossHook())
     calls: list[bool] = []
@@ -64,11 +51,10 @@ def train_recording(
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
-def test_each_optimizer_lowers_the_loss_and_sam_runs_two_passes(optimizer: str, demo: Path, tmp_path: Path) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    losses, calls, runner = train_recording(optimizer, demo, tmp_path / "work")
+def test_each_optimizer_lowers_the_loss_and_sam_runs_two_passes(
+    optimizer: str, demo_data: Path, tmp_path: Path
+) -> None:
+    losses, calls, runner = train_recording(optimizer, demo_data, tmp_path / "work")
     iterations = runner.iter
     assert iterations == 10 and len(losses) == 10  # 8 images, batch 4, 5 epochs
     first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
@@ -82,23 +68,14 @@ def test_each_optimizer_lowers_the_loss_and_sam_runs_two_passes(optimizer: str, 
     ]
 
 
-def test_sam_without_a_neighbourhood_is_sgd_step_for_step(demo: Path, tmp_path: Path) -> None:
+def test_sam_without_a_neighbourhood_is_sgd_step_for_step(demo_data: Path, tmp_path: Path) -> None:
     """rho = 0: the second pass runs at the unperturbed weights, so SAM must reproduce SGD's losses exactly."""
-    import torch
-
-    torch.set_num_threads(1)
-    sgd, _, _ = train_recording("sgd", demo, tmp_path / "sgd")
-    sam, calls, _ = train_recording("sam", demo, tmp_path / "sam", rho=0.0)
+    sgd, _, _ = train_recording("sgd", demo_data, tmp_path / "sgd")
+    sam, calls, _ = train_recording("sam", demo_data, tmp_path / "sam", rho=0.0)
     assert sum(calls) == 2 * len(sam)
     assert sam == pytest.approx(sgd, rel=1e-5)
-    perturbed, _, _ = train_recording("sam", demo, tmp_path / "sam05")
+    perturbed, _, _ = train_recording("sam", demo_data, tmp_path / "sam05")
     assert perturbed[0] == pytest.approx(sgd[0]) and perturbed[1:] != pytest.approx(sgd[1:], rel=1e-5)
-
-
-def cli(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run `scrfd-search ARGV` with this interpreter to its end."""
-    cmd = [sys.executable, "-m", "scrfd_search.cli", *argv]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 def seed_with_both(section: RecipeSpace, n: int) -> int:
@@ -106,7 +83,9 @@ def seed_with_both(section: RecipeSpace, n: int) -> int:
     return next(s for s in range(100) if {r.optimizer for r in draw_recipes(section, n, s)} == set(section.optimizers))
 
 
-def test_search_samples_recipes_with_the_architectures_and_exports_a_non_sgd_trial(demo: Path, tmp_path: Path) -> None:
+def test_search_samples_recipes_with_the_architectures_and_exports_a_non_sgd_trial(
+    demo_data: Path, tmp_path: Path
+) -> None:
     import torch
 
     space_data = yaml.safe_load(STEP1_SPACE.read_text())
@@ -115,7 +94,7 @@ def test_search_samples_recipes_with_the_architectures_and_exports_a_non_sgd_tri
     section = RecipeSpace.from_dict(SECTION)
     seed = seed_with_both(section, 4)
     results = tmp_path / "results"
-    base = ["--data", str(demo), "--results-dir", str(results), "--seed", str(seed), *TINY]
+    base = ["--data", str(demo_data), "--results-dir", str(results), "--seed", str(seed), *TINY]
     done = cli("launch", "--space", str(space_file), "--name", "rs", "--trials", "4", "--epochs", "1", *base)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = ExperimentStore(results / "rs").read_trials()
@@ -141,12 +120,8 @@ def test_search_samples_recipes_with_the_architectures_and_exports_a_non_sgd_tri
     adabound = next(r for r in rows if r.recipe["optimizer"] == "adaboundw")
     config = next((tmp_path / "export").glob(f"*_{adabound.trial_id}/*.py"))
     work = tmp_path / "work"
-    train = [sys.executable, str(REPO / "tools" / "train.py"), str(config), "--work-dir", str(work), "--cfg-options"]
-    train += demo_options(demo)
-    proc = subprocess.run(
-        train, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = run_tool("train", str(config), "--work-dir", str(work), "--cfg-options", *demo_options(demo_data))
+    assert trained.returncode == 0, trained.stderr[-3000:]
     ckpt = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)
     assert ckpt["meta"]["iter"] == 1  # two images, batch two: one iteration
     groups = ckpt["optimizer"]["param_groups"]
@@ -155,25 +130,14 @@ def test_search_samples_recipes_with_the_architectures_and_exports_a_non_sgd_tri
     assert ckpt["optimizer"]["state"], "no AdaBound step was taken"
 
 
-def demo_options(data: Path) -> list[str]:
-    """--cfg-options pointing an exported config at demo data: 128 px, 2 images, batch 2, one epoch."""
-    options = ["train_cfg.max_epochs=1", "train_cfg.val_interval=1", "default_hooks.checkpoint.interval=1"]
-    options += ["train_dataloader.dataset.indices=2", "val_dataloader.dataset.indices=1"]
-    for split in ("train", "val", "test"):
-        loader = f"{split}_dataloader"
-        options += [f"{loader}.dataset.data_root={data}", f"{loader}.batch_size=2", f"{loader}.num_workers=0"]
-        options += [f"{loader}.persistent_workers=False"]
-    return options + [f"{m}_evaluator.gt_dir={data / 'wider_face_split'}" for m in ("val", "test")]
-
-
-def test_recipe_only_search_keeps_the_architecture(demo: Path, tmp_path: Path) -> None:
+def test_recipe_only_search_keeps_the_architecture(demo_data: Path, tmp_path: Path) -> None:
     arch_file = tmp_path / "tiny.json"
     arch_file.write_text(TINY_ARCH.to_json())
     only = tmp_path / "only.yaml"
     only.write_text(yaml.safe_dump({"name": "opt", "recipe": {"optimizer": ["sam", "adamw"], "lr": [1e-3, 1e-2]}}))
     results = tmp_path / "results"
     done = cli(
-        "launch", "--recipe-only", "--arch", str(arch_file), "--space", str(only), "--data", str(demo),
+        "launch", "--recipe-only", "--arch", str(arch_file), "--space", str(only), "--data", str(demo_data),
         "--name", "ro", "--trials", "2", "--epochs", "1", "--results-dir", str(results), *TINY,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from search_helpers import RELEASED_DIR, REPO
 
 from scrfd_search.builders import build_model
 from scrfd_search.cli import main
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.data.demo import DemoConfig
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.predictions import read_prediction_file
 from scrfd_search.export.onnx_file import export_onnx_bytes
@@ -34,8 +35,6 @@ pytest.importorskip("mmcv.ops", reason="mmcv with its ops is needed to build det
 onnxruntime = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-REPO = Path(__file__).resolve().parents[1]
-RELEASED_DIR = REPO.parent / "shared" / "released_scrfd"
 ONNX_500M = RELEASED_DIR / "scrfd_500m_bnkps.onnx"
 PHOTO = RELEASED_DIR / "six_faces.jpg"
 ARCH_500M = REPO / "configs" / "scrfd" / "scrfd_500m_bnkps.json"
@@ -400,9 +399,10 @@ def test_onnx_with_folded_norms_and_box_scales_round_trips(tmp_path: Path) -> No
 
 @needs_released
 @pytest.mark.slow  # about 30 s: one tiny epoch from the imported weights, then tools/test.py on demo data
-def test_imported_checkpoint_trains_with_load_from_and_tests_with_tools_test(imported: Path, tmp_path: Path) -> None:
-    demo = tmp_path / "demo"
-    write_demo_dataset(demo, DemoConfig(num_train=2, num_val=2, seed=1))
+def test_imported_checkpoint_trains_with_load_from_and_tests_with_tools_test(
+    imported: Path, tmp_path: Path, demo_factory
+) -> None:
+    demo = demo_factory(DemoConfig(num_train=2, num_val=2, seed=1))  # one warm-up step: "barely moves" below
     work = tmp_path / "work"
     args = ["train", "--arch", str(ARCH_500M), "--data", str(demo), "--epochs", "1", "--img-size", "128"]
     args += ["--batch-size", "2", "--workers", "0", "--device", "cpu", "--work-dir", str(work)]

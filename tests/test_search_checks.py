@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 from search_helpers import STEP1_SPACE, STEP2_SPACE, make_store, step1_rows
 
 from scrfd_search.cli import main
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.search.checks import local_cpus
-
-
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    """A tiny generated data set in the WIDER FACE layout."""
-    root = tmp_path_factory.mktemp("data") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=4, num_val=2, seed=0))
-    return root
 
 
 def launch(capsys, results, *argv: str) -> tuple[int, str]:

@@ -1,9 +1,10 @@
 """End-to-end searches on generated demo data: real Ray Tune trials training real (tiny) detectors.
 
-Each search runs as its own `scrfd-search` process (as a user runs it), on 128x128 images,
-1-2 epochs, a handful of images. Every launch draws its candidates by the closed form (each trial
-confirms its own with fvcore when it starts), starts a local Ray and trains; on 2 busy cores one
-launch takes about a minute.
+Each search runs `scrfd-search` in this process (its entry point, then Ray shut down as at its exit),
+on 128x128 images, 1-2 epochs, the shared demo images; a search that is interrupted runs as its own
+process, and so does the one joining a cluster (Ray fixes its auth mode when a process first imports it).
+Every launch draws its candidates by the closed form (each trial confirms its own with fvcore when it
+starts), starts a local Ray and trains; on 2 busy cores one launch takes about a minute.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from search_helpers import STEP1_SPACE, STEP2_SPACE
+from search_helpers import STEP1_SPACE, STEP2_SPACE, cli, cli_command, end_session
 
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.checks import local_cpus
 from scrfd_search.search.constraint import ShareConstraint
@@ -31,27 +31,9 @@ TINY = ["--img-size", "128", "--batch-size", "4", "--cpus-per-trial", "1", "--gp
 
 
 @pytest.fixture(scope="module")
-def demo_data(tmp_path_factory) -> Path:
-    """8 training and 4 validation images in the WIDER FACE layout."""
-    root = tmp_path_factory.mktemp("search_data") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=8, num_val=4, seed=0))
-    return root
-
-
-@pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
     """The results dir shared by the searches of this module (step 2 reads step 1)."""
     return tmp_path_factory.mktemp("search_results")
-
-
-def cli(*argv: str) -> list[str]:
-    """The command line of `scrfd-search ARGV` with this interpreter."""
-    return [sys.executable, "-m", "scrfd_search.cli", *argv]
-
-
-def run_cli(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a search command to its end."""
-    return subprocess.run(cli(*argv), capture_output=True, text=True, timeout=timeout)
 
 
 def trial_intervals(store: ExperimentStore) -> dict[str, list[tuple[float, float]]]:
@@ -80,7 +62,7 @@ def overlapped(intervals: dict[str, list[tuple[float, float]]]) -> bool:
 def test_random_search_trains_the_seeded_candidates_two_at_a_time(demo_data, results):
     base = ["--data", str(demo_data), "--results-dir", str(results), "--seed", "3", *TINY]
     start = time.time()
-    done = run_cli("launch", "--space", str(STEP1_SPACE), "--name", "s1", "--trials", "2", "--epochs", "2", *base)
+    done = cli("launch", "--space", str(STEP1_SPACE), "--name", "s1", "--trials", "2", "--epochs", "2", *base)
     elapsed = time.time() - start
     assert done.returncode == 0, done.stderr[-3000:]
     store = ExperimentStore(results / "s1")
@@ -97,7 +79,7 @@ def test_random_search_trains_the_seeded_candidates_two_at_a_time(demo_data, res
     assert record.step == 1 and record.constraint is None
     if local_cpus() >= 2:  # 1 core per trial: both at once
         assert record.settings.max_concurrent == 2 and overlapped(intervals), intervals
-    status = run_cli("status", "s1", "--results-dir", str(results))
+    status = cli("status", "s1", "--results-dir", str(results))
     assert status.returncode == 0 and "trials: 2 of 2 done, 0 running, 0 failed, 0 pending" in status.stdout
     print(f"2-trial CPU search: {elapsed:.1f}s; runs {intervals}")
 
@@ -106,7 +88,7 @@ def test_step2_optuna_asha_search_keeps_the_step1_shares(demo_data, results):
     if not (results / "s1" / "leaderboard.json").is_file():
         pytest.skip("needs the step-1 search of the previous test")
     base = ["--data", str(demo_data), "--results-dir", str(results), *TINY]
-    done = run_cli(
+    done = cli(
         "launch", "--space", str(STEP2_SPACE), "--name", "s2", "--from", "s1", "--top-k", "2",
         "--trials", "2", "--epochs", "2", "--searcher", "optuna", "--scheduler", "asha", *base,
     )  # fmt: skip
@@ -130,7 +112,7 @@ def test_step2_optuna_asha_search_keeps_the_step1_shares(demo_data, results):
     assert sorted(t.value for t in study.trials) == sorted(r.hard for r in rows)
     # ray issue 46965: OptunaSearch must not serialise the trials
     assert local_cpus() < 2 or overlapped(trial_intervals(store))
-    status = run_cli("status", "s2", "--results-dir", str(results))
+    status = cli("status", "s2", "--results-dir", str(results))
     assert "constraint: backbone shares from the top 2 of s1" in status.stdout
 
 
@@ -154,7 +136,7 @@ def finished_rows(store: ExperimentStore) -> list:
 def test_interrupted_search_resumes_without_rerunning_finished_trials(demo_data, tmp_path):
     args = ["--data", str(demo_data), "--results-dir", str(tmp_path), *TINY]
     launch = subprocess.Popen(
-        cli(
+        cli_command(
             "launch",
             "--space",
             str(STEP1_SPACE),
@@ -185,9 +167,9 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(demo_data,
     before = {r.trial_id for r in finished_rows(store)}
     assert 1 <= len(before) < 3
     assert not any(r.state == "RUNNING" for r in store.read_trials())  # cut-off trials show as pending
-    status = run_cli("status", "r", "--results-dir", str(tmp_path))
+    status = cli("status", "r", "--results-dir", str(tmp_path))
     assert f"trials: {len(before)} of 3 done, 0 running, 0 failed, {3 - len(before)} pending" in status.stdout
-    done = run_cli("resume", "r", "--results-dir", str(tmp_path))
+    done = cli("resume", "r", "--results-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     rows = store.read_trials()
     assert len(rows) == 3 and all(r.state == "TERMINATED" for r in rows)
@@ -201,7 +183,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(demo_data,
 
 def test_a_diverging_trial_is_recorded_as_error_and_the_search_goes_on(demo_data, tmp_path):
     args = ["--data", str(demo_data), "--results-dir", str(tmp_path), *TINY, "--max-concurrent", "1"]
-    done = run_cli(
+    done = cli(
         "launch", "--space", str(STEP1_SPACE), "--name", "nan", "--trials", "2", "--epochs", "2", "--lr", "1e9", *args
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -209,7 +191,7 @@ def test_a_diverging_trial_is_recorded_as_error_and_the_search_goes_on(demo_data
     # both trials ran (the second after the first had failed) and each kept its error
     assert len(rows) == 2 and all(r.state == "ERROR" for r in rows)
     assert all("loss became NaN" in r.error or "loss became infinite" in r.error for r in rows), rows
-    status = run_cli("status", "nan", "--results-dir", str(tmp_path))
+    status = cli("status", "nan", "--results-dir", str(tmp_path))
     assert "0 of 2 done, 0 running, 2 failed" in status.stdout and "LossDivergedError" in status.stdout
 
 
@@ -220,18 +202,26 @@ def test_launch_joins_a_running_ray_cluster_with_address(demo_data, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ray_bin = Path(sys.executable).parent / "ray"
-    head = [str(ray_bin), "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false"]
-    subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
-    started = subprocess.run(head, capture_output=True, text=True, timeout=300)
-    assert started.returncode == 0, started.stderr[-2000:]
+    head = [str(ray_bin), "start", "--head", "--block", "--port", str(port), "--num-cpus", "2"]
+    log = tmp_path / "ray_start.log"
+    # the cluster in a session of its own, ended below with its processes (`ray stop` would end every
+    # Ray on the machine, other users' too)
+    with log.open("w") as out:
+        cluster = subprocess.Popen(
+            [*head, "--include-dashboard", "false"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        # since Ray 2.59 a head started while ~/.ray/auth_token exists requires the token from drivers
-        done = run_cli(
+        wait_for(lambda: "block forever" in log.read_text() or cluster.poll() is not None, 300, "the Ray head")
+        assert cluster.poll() is None, log.read_text()[-2000:]
+        # a process of its own: since Ray 2.59 a head started while ~/.ray/auth_token exists requires the
+        # token from drivers, and the driver must choose its auth mode before it first imports Ray
+        argv = cli_command(
             "launch", "--space", str(STEP1_SPACE), "--name", "joined", "--trials", "2", "--epochs", "1",
             "--data", str(demo_data), "--results-dir", str(tmp_path), "--address", f"127.0.0.1:{port}", *TINY,
         )  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+        end_session(cluster, signal.SIGTERM)  # `ray start --block` stops its node on SIGTERM
     assert done.returncode == 0, done.stderr[-3000:]
     store = ExperimentStore(tmp_path / "joined")
     assert store.read_experiment().settings.address == f"127.0.0.1:{port}"

@@ -13,7 +13,6 @@ import pytest
 from search_helpers import make_store, step1_rows
 
 from scrfd_search.cli import main
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.search.driver import DRIVER_FILE, DriverLease, live_driver
@@ -197,7 +196,7 @@ def test_rows_are_rebuilt_and_reconciled_from_the_trials_own_folders(tmp_path):
     assert {r.trial_id: r.state for r in store.read_trials()} == {"c0000": "TERMINATED", "c0001": "PENDING"}
 
 
-def test_rebuild_leaderboard_restores_the_rows_and_resume_goes_on(tmp_path, capsys):
+def test_rebuild_leaderboard_restores_the_rows_and_resume_goes_on(tmp_path, capsys, demo_data):
     _, rows = step1_rows(2)
     store = make_store(tmp_path, "s1", [], trials=2)
     keys = ("c0000", "c0001")
@@ -207,8 +206,7 @@ def test_rebuild_leaderboard_restores_the_rows_and_resume_goes_on(tmp_path, caps
     atomic_write_json(store.path / "candidates.json", {"candidates": configs})
     store.close()
     store.database_file.write_bytes(b"damaged" * 100)
-    data = tmp_path / "demo"
-    write_demo_dataset(data, DemoConfig(num_train=2, num_val=1, seed=0, min_width=96, max_width=128))
+    data = demo_data
     # the data moved since the launch (make_store points at a folder that does not exist): --data
     argv = ["resume", "s1", "--results-dir", str(tmp_path), "--rebuild-leaderboard"]
     code, _, err = run(capsys, *argv)

@@ -9,17 +9,14 @@ where it runs (node, Ray's GPU ids, CUDA_VISIBLE_DEVICES) when it starts, then t
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from search_helpers import STEP1_SPACE
+from search_helpers import SMALL_DEMO, STEP1_SPACE, CliResult, cli
 
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.search.store import ExperimentStore
 from scrfd_search.search.trial import read_events
 
@@ -28,11 +25,9 @@ TINY = ["--img-size", "64", "--batch-size", "2", "--epochs", "1", "--cpus-per-tr
 
 
 @pytest.fixture(scope="module")
-def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 training and 2 validation images, 64-96 px wide."""
-    root = tmp_path_factory.mktemp("cluster_data") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=4, num_val=2, seed=1, min_width=64, max_width=96))
-    return root
+def demo_data(demo_factory) -> Path:
+    """4 training and 2 validation images, 64-96 px wide (SMALL_DEMO)."""
+    return demo_factory(SMALL_DEMO)
 
 
 @pytest.fixture(autouse=True)
@@ -78,14 +73,12 @@ def two_nodes() -> Iterator[str]:
         cluster.shutdown()
 
 
-def launch(address: str, data: Path, results: Path, name: str, trials: int, gpus: str) -> subprocess.CompletedProcess:
-    """`scrfd-search launch` joining the cluster at address, as a user runs it."""
-    argv = [
-        sys.executable, "-m", "scrfd_search.cli", "launch", "--space", str(STEP1_SPACE), "--name", name,
-        "--data", str(data), "--results-dir", str(results), "--trials", str(trials), "--gpus-per-trial", gpus,
-        "--address", address, *TINY,
-    ]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=1200)
+def launch(address: str, data: Path, results: Path, name: str, trials: int, gpus: str) -> CliResult:
+    """`scrfd-search launch` joining the cluster at address, run in this process (its driver leaves with it)."""
+    return cli(
+        "launch", "--space", str(STEP1_SPACE), "--name", name, "--data", str(data), "--results-dir", str(results),
+        "--trials", str(trials), "--gpus-per-trial", gpus, "--address", address, *TINY,
+    )  # fmt: skip
 
 
 def placements(store: ExperimentStore) -> dict[str, tuple[dict, float, float]]:
@@ -106,8 +99,7 @@ def all_in_flight_together(found: dict[str, tuple[dict, float, float]]) -> bool:
 
 def status_of(results: Path, name: str) -> str:
     """`scrfd-search status NAME` output."""
-    argv = [sys.executable, "-m", "scrfd_search.cli", "status", name, "--results-dir", str(results)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    done = cli("status", name, "--results-dir", str(results))
     assert done.returncode == 0, done.stderr
     return done.stdout
 

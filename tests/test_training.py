@@ -13,7 +13,7 @@ from search_helpers import TINY_ARCH
 
 from scrfd_search.cli import main
 from scrfd_search.config_builder import DataSettings, Schedule
-from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.data.demo import DemoConfig
 from scrfd_search.errors import UserError
 from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
@@ -31,23 +31,7 @@ SMALL_ARCH = ArchSpec(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny models here gain nothing from more, and a busy machine loses a lot."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A very small demo data set (8 train, 4 val images) for the fast tests."""
-    root = tmp_path_factory.mktemp("tiny") / "demo"
-    write_demo_dataset(root, DemoConfig(num_train=8, num_val=4, seed=3, min_width=96, max_width=128))
-    return root
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _settings(root: Path, **overrides) -> DataSettings:
@@ -64,30 +48,24 @@ def _quick(epochs: int, **overrides) -> Schedule:
     return Schedule(**values)
 
 
-def _copy_data(src: Path, dst: Path) -> Path:
-    """A private copy of a demo folder (keeping its symlinks), to break on purpose."""
-    shutil.copytree(src, dst, symlinks=True)
-    return dst
-
-
 # ---------------------------------------------------------------- the command's input checks
 
 
-def test_train_command_names_a_missing_arch_file(tiny_data: Path, tmp_path: Path, capsys) -> None:
+def test_train_command_names_a_missing_arch_file(demo_data: Path, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "nope.json"
-    code = main(["train", "--arch", str(missing), "--data", str(tiny_data), "--work-dir", str(tmp_path / "w")])
+    code = main(["train", "--arch", str(missing), "--data", str(demo_data), "--work-dir", str(tmp_path / "w")])
     err = capsys.readouterr().err
     assert code == 2
     assert str(missing) in err and err.startswith("scrfd-search train: error:")
     assert not (tmp_path / "w").exists()
 
 
-def test_train_command_names_a_bad_arch_key(tiny_data: Path, tmp_path: Path, capsys) -> None:
+def test_train_command_names_a_bad_arch_key(demo_data: Path, tmp_path: Path, capsys) -> None:
     arch_file = tmp_path / "bad.json"
     data = TINY_ARCH.to_dict()
     data["stem_width"] = 12
     arch_file.write_text(json.dumps(data))
-    code = main(["train", "--arch", str(arch_file), "--data", str(tiny_data), "--work-dir", str(tmp_path / "w")])
+    code = main(["train", "--arch", str(arch_file), "--data", str(demo_data), "--work-dir", str(tmp_path / "w")])
     err = capsys.readouterr().err
     assert code == 2
     assert str(arch_file) in err and "stem_width" in err
@@ -104,9 +82,9 @@ def test_train_command_names_a_bad_arch_key(tiny_data: Path, tmp_path: Path, cap
     ],
 )
 def test_train_command_names_the_missing_data_piece(
-    tiny_data: Path, tmp_path: Path, capsys, piece: str, is_dir: bool
+    demo_copy: Path, tmp_path: Path, capsys, piece: str, is_dir: bool
 ) -> None:
-    root = _copy_data(tiny_data, tmp_path / "data")
+    root = demo_copy
     arch_file = tmp_path / "arch.json"
     arch_file.write_text(TINY_ARCH.to_json())
     if is_dir:
@@ -120,20 +98,20 @@ def test_train_command_names_the_missing_data_piece(
     assert not (tmp_path / "w").exists()
 
 
-def test_train_command_names_a_missing_data_folder_and_gt_folder(tiny_data: Path, tmp_path: Path, capsys) -> None:
+def test_train_command_names_a_missing_data_folder_and_gt_folder(demo_data: Path, tmp_path: Path, capsys) -> None:
     arch_file = tmp_path / "arch.json"
     arch_file.write_text(TINY_ARCH.to_json())
     assert main(["train", "--arch", str(arch_file), "--data", str(tmp_path / "absent")]) == 2
     assert str(tmp_path / "absent") in capsys.readouterr().err
     gt = tmp_path / "no_gt"
-    assert main(["train", "--arch", str(arch_file), "--data", str(tiny_data), "--gt", str(gt)]) == 2
+    assert main(["train", "--arch", str(arch_file), "--data", str(demo_data), "--gt", str(gt)]) == 2
     assert str(gt) in capsys.readouterr().err
 
 
-def test_train_command_rejects_bad_numbers_before_training(tiny_data: Path, tmp_path: Path, capsys) -> None:
+def test_train_command_rejects_bad_numbers_before_training(demo_data: Path, tmp_path: Path, capsys) -> None:
     arch_file = tmp_path / "arch.json"
     arch_file.write_text(TINY_ARCH.to_json())
-    base = ["train", "--arch", str(arch_file), "--data", str(tiny_data), "--work-dir", str(tmp_path / "w")]
+    base = ["train", "--arch", str(arch_file), "--data", str(demo_data), "--work-dir", str(tmp_path / "w")]
     assert main([*base, "--epochs", "0"]) == 2
     assert "--epochs" in capsys.readouterr().err
     assert main([*base, "--img-size", "100"]) == 2
@@ -144,11 +122,11 @@ def test_train_command_rejects_bad_numbers_before_training(tiny_data: Path, tmp_
 # ---------------------------------------------------------------- training runs (tiny)
 
 
-def test_train_command_writes_result_json_and_prints_ap(tiny_data: Path, tmp_path: Path, capsys) -> None:
+def test_train_command_writes_result_json_and_prints_ap(demo_data: Path, tmp_path: Path, capsys) -> None:
     arch_file = tmp_path / "tiny.json"
     arch_file.write_text(TINY_ARCH.to_json())
     work = tmp_path / "work"
-    args = ["train", "--arch", str(arch_file), "--data", str(tiny_data), "--work-dir", str(work)]
+    args = ["train", "--arch", str(arch_file), "--data", str(demo_data), "--work-dir", str(work)]
     args += ["--epochs", "1", "--img-size", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu"]
     assert main(args) == 0
     out, err = capsys.readouterr()
@@ -167,9 +145,9 @@ def test_train_command_writes_result_json_and_prints_ap(tiny_data: Path, tmp_pat
     assert list(work.glob("*/*.log"))
 
 
-def test_resume_continues_without_repeating_epochs(tiny_data: Path, tmp_path: Path) -> None:
+def test_resume_continues_without_repeating_epochs(demo_data: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
-    data, schedule = _settings(tiny_data), _quick(2)
+    data, schedule = _settings(demo_data), _quick(2)
 
     def stop_after_first(epoch: int, aps: dict[str, float]) -> None:
         raise StopTraining
@@ -208,10 +186,10 @@ def test_resume_continues_without_repeating_epochs(tiny_data: Path, tmp_path: Pa
 
 
 def test_a_run_killed_between_its_last_checkpoint_and_its_validation_is_validated_on_resume(
-    tiny_data: Path, tmp_path: Path
+    demo_data: Path, tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
-    data, schedule = _settings(tiny_data), _quick(1)
+    data, schedule = _settings(demo_data), _quick(1)
     first = train_candidate(TINY_ARCH, data, schedule, work, device="cpu", progress=None)
     # what a kill right after the last epoch's checkpoint leaves: the checkpoint, no validation, no result
     (work / HISTORY_FILE).unlink()
@@ -233,8 +211,8 @@ def test_a_run_killed_between_its_last_checkpoint_and_its_validation_is_validate
     assert json.loads((work / RESULT_FILE).read_text())["hard"] == first.hard
 
 
-def test_same_seed_gives_the_same_run_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
-    data, schedule = _settings(tiny_data), _quick(1)
+def test_same_seed_gives_the_same_run_on_cpu(demo_data: Path, tmp_path: Path) -> None:
+    data, schedule = _settings(demo_data), _quick(1)
     runs = [
         train_candidate(TINY_ARCH, data, schedule, tmp_path / f"run{i}", device="cpu", seed=7, progress=None)
         for i in range(2)
@@ -243,21 +221,21 @@ def test_same_seed_gives_the_same_run_on_cpu(tiny_data: Path, tmp_path: Path) ->
     assert [{k: h[k] for k in keys} for h in runs[0].history] == [{k: h[k] for k in keys} for h in runs[1].history]
 
 
-def test_nan_loss_stops_training_with_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:
+def test_nan_loss_stops_training_with_a_clear_error(demo_data: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     schedule = Schedule(epochs=3, recipe=Recipe(lr=1e12), base_batch_size=None, warmup_iters=0, val_interval=1)
     with pytest.raises(LossDivergedError, match=r"loss became (NaN|infinite) at epoch \d+ iteration \d+"):
-        train_candidate(TINY_ARCH, _settings(tiny_data), schedule, work, device="cpu", progress=None)
+        train_candidate(TINY_ARCH, _settings(demo_data), schedule, work, device="cpu", progress=None)
     assert not (work / RESULT_FILE).exists()
 
 
-def test_cuda_without_a_gpu_is_a_user_error(tiny_data: Path, tmp_path: Path) -> None:
+def test_cuda_without_a_gpu_is_a_user_error(demo_data: Path, tmp_path: Path) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
     with pytest.raises(UserError, match="cuda"):
-        train_candidate(TINY_ARCH, _settings(tiny_data), _quick(1), tmp_path / "w", device="cuda")
+        train_candidate(TINY_ARCH, _settings(demo_data), _quick(1), tmp_path / "w", device="cuda")
     assert not (tmp_path / "w").exists()
 
 
@@ -265,10 +243,9 @@ def test_cuda_without_a_gpu_is_a_user_error(tiny_data: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_training_clearly_beats_the_untrained_model_on_hard_ap(tmp_path: Path) -> None:
+def test_training_clearly_beats_the_untrained_model_on_hard_ap(tmp_path: Path, demo_factory) -> None:
     # Clear, large demo faces (at least 20 px, 8x WIDER's relative sizes, at most 12 an image): the test is
     # about the training path learning, not about hard faces or crowds.
-    root = tmp_path / "demo"
     demo = DemoConfig(
         num_train=96,
         num_val=24,
@@ -280,7 +257,7 @@ def test_training_clearly_beats_the_untrained_model_on_hard_ap(tmp_path: Path) -
         size_scale=8.0,
         clear_faces=True,
     )
-    write_demo_dataset(root, demo)
+    root = demo_factory(demo)
     data = _settings(root, img_size=192, batch_size=4)
     # 720 iterations; a warm-up of a tenth of them (a 12-iteration warm-up sometimes stalls the head).
     schedule = Schedule(epochs=30, recipe=Recipe(lr=0.01), base_batch_size=None, warmup_iters=72, val_interval=30)
