@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from scrfd_search.config_builder import register_modules
+from scrfd_search.builders import register_modules
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.data.pipelines import LARGE_CROPS, dataset_config
 from scrfd_search.data.transforms import FaceRandomFlip, RandomSquareCrop, crop_and_resize

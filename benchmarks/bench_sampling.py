@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scrfd_search.config_builder import build_model
+from scrfd_search.builders import build_model
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.sampling.sampler import sample_candidates

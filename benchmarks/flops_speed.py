@@ -31,7 +31,7 @@ def fvcore_times(threads: int | None, repeats: int = 3) -> None:
     """Build and trace time of each published architecture at 640x480 (best of repeats)."""
     import torch
 
-    from scrfd_search.config_builder import build_model
+    from scrfd_search.builders import build_model
     from scrfd_search.flops.measure import measure_flops_timed
 
     print(f"fvcore, {threads or torch.get_num_threads()} torch thread(s):")

@@ -24,7 +24,7 @@ from scrfd_search.search.checks import (
     local_cpus,
     local_gpus,
 )
-from scrfd_search.search.orchestrate import send_ray_auth_token
+from scrfd_search.search.ray_session import send_ray_auth_token
 from scrfd_search.search.trial import data_workers
 from scrfd_search.space.search_space import SearchSpace
 from scrfd_search.training.candidate import probe_training

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from scrfd_search.config_builder import build_model
+from scrfd_search.builders import build_model
 from scrfd_search.errors import UserError
 from scrfd_search.export.released_format import released_head_module, released_output_names
 from scrfd_search.io_utils import atomic_write_bytes

@@ -12,7 +12,7 @@ import torch
 from mmdet.datasets.transforms import PhotoMetricDistortion
 from mmdet.registry import DATASETS
 
-from scrfd_search.config_builder import register_modules
+from scrfd_search.builders import register_modules
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.data.pipelines import dataset_config
 from scrfd_search.data.transforms import (
@@ -196,7 +196,7 @@ def test_a_training_step_on_drawn_photometric_batches(demo_data: Path) -> None:
     from mmengine.dataset import pseudo_collate
     from mmengine.optim import OptimWrapper
 
-    from scrfd_search.config_builder import build_model
+    from scrfd_search.builders import build_model
     from scrfd_search.space.published import PUBLISHED
 
     samples = pipeline_outputs(demo_data, "DrawPhotoMetricDistortion", seed=1, count=2)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
+from scrfd_search.builders import import_config_modules
 from scrfd_search.cli import main
-from scrfd_search.config_builder import Schedule, build_config, import_config_modules, widerface_data
+from scrfd_search.config_builder import Schedule, build_config, widerface_data
 from scrfd_search.config_writer import (
     config_overrides,
     full_config,

@@ -10,14 +10,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from scrfd_search.config_builder import (
-    DataSettings,
-    Schedule,
-    build_config,
-    build_model,
-    import_config_modules,
-    model_config,
-)
+from scrfd_search.builders import build_model, import_config_modules
+from scrfd_search.config_builder import DataSettings, Schedule, build_config, model_config
 from scrfd_search.errors import UserError
 from scrfd_search.space.published import PUBLISHED, PUBLISHED_PARAMS_M, RELEASED
 

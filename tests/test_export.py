@@ -102,7 +102,7 @@ def test_export_top_k_writes_loadable_full_schedule_configs(experiment: tuple[Pa
 def test_exported_config_builds_the_architecture(tmp_path: Path) -> None:
     from mmdet.registry import MODELS
 
-    from scrfd_search.config_builder import register_modules
+    from scrfd_search.builders import register_modules
     from scrfd_search.flops.measure import measure_flops
 
     arch = small_arch(np.random.default_rng(3))
@@ -144,7 +144,7 @@ def test_failed_export_leaves_nothing(experiment: tuple[Path, list[TrialRecord]]
     """The second model's checkpoint does not fit its architecture: no half export may remain."""
     import torch
 
-    from scrfd_search.config_builder import build_model
+    from scrfd_search.builders import build_model
 
     results, trials = experiment
     store = ExperimentStore(results / "exp")
@@ -197,7 +197,7 @@ def onnx_vs_torch(onnx_path: Path, arch: ArchSpec, checkpoint: Path | None, size
 def test_onnx_from_checkpoint_matches_pytorch(experiment: tuple[Path, list[TrialRecord]]) -> None:
     import torch
 
-    from scrfd_search.config_builder import build_model
+    from scrfd_search.builders import build_model
 
     results, trials = experiment
     best = trials[1]

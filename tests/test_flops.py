@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from scrfd_search.builders import build_model
 from scrfd_search.cli import main
-from scrfd_search.config_builder import build_model
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import COMPONENTS

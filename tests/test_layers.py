@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "io_utils"),
     ("space", "recipe"),
     ("flops",),
-    ("models", "data", "evaluation", "config_builder", "optimizers"),
+    ("models", "data", "evaluation", "config_builder", "builders", "optimizers"),
     ("config_writer", "training"),
     ("sampling", "search"),
     ("export", "plots", "doctor", "weights", "inference"),

@@ -12,7 +12,8 @@ from mmdet.structures.bbox import bbox_overlaps
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
-from scrfd_search.config_builder import build_model, model_config, register_modules
+from scrfd_search.builders import build_model, register_modules
+from scrfd_search.config_builder import model_config
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 
 

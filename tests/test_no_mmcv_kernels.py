@@ -21,7 +21,8 @@ from mmengine.dataset import Compose
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from scrfd_search.config_builder import DataSettings, Schedule, build_model
+from scrfd_search.builders import build_model
+from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.data.pipelines import test_pipeline
 from scrfd_search.export.checkpoints import load_detector

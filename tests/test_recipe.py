@@ -21,7 +21,7 @@ from scrfd_search.export.writer import export_recipe
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.recipe import OPTIMIZER_NAMES, OPTIMIZERS, Recipe, RecipeSpace, draw_recipes
 from scrfd_search.sampling.sampler import Candidate, sample_candidates
-from scrfd_search.search.orchestrate import inherited_recipe
+from scrfd_search.search.prepare import inherited_recipe
 from scrfd_search.search.searchers import BudgetedOptunaSearch, RecipeOptunaSearch
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.status_table import status_text

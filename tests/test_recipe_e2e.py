@@ -12,7 +12,8 @@ import pytest
 import yaml
 from search_helpers import STEP1_SPACE, TINY_ARCH
 
-from scrfd_search.config_builder import DataSettings, Schedule, import_config_modules
+from scrfd_search.builders import import_config_modules
+from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.recipe import OPTIMIZER_NAMES, Recipe, RecipeSpace, draw_recipes
 from scrfd_search.sampling.sampler import sample_candidates

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
+from scrfd_search.builders import build_model
 from scrfd_search.cli import main
-from scrfd_search.config_builder import build_model
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.predictions import read_prediction_file

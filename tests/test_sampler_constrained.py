@@ -15,7 +15,7 @@ from scrfd_search.flops.analytic import count_flops, recount_neck_head
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.sampling.share_guided import ShareGuide
 from scrfd_search.search.constraint import ShareConstraint, derive_constraint
-from scrfd_search.search.orchestrate import draw_candidates
+from scrfd_search.search.prepare import draw_candidates
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.space.published import PUBLISHED
 from scrfd_search.space.search_space import Backbone, SearchSpace

@@ -10,7 +10,7 @@ from scrfd_search.cli import main
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.search.constraint import derive_constraint
 from scrfd_search.search.driver import DriverLease
-from scrfd_search.search.orchestrate import mark_unfinished_pending
+from scrfd_search.search.tuner import mark_unfinished_pending
 
 
 def status(capsys, *argv: str) -> tuple[int, str, str]:

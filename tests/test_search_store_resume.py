@@ -18,7 +18,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.search.driver import DRIVER_FILE, DriverLease, live_driver
 from scrfd_search.search.experiment import VERSION
-from scrfd_search.search.orchestrate import rebuilt_rows, reconcile
+from scrfd_search.search.resume import rebuilt_rows, reconcile
 from scrfd_search.search.store import ExperimentStore, record_from_config
 from scrfd_search.search.trial import EVENTS_FILE, RESULT_FILE, TRIAL_FILE
 

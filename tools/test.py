@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Build the Runner with the checkpoint loaded and run the test loop."""
     args = parse_args(argv)
-    from scrfd_search.config_builder import register_modules
+    from scrfd_search.builders import register_modules
     from scrfd_search.training.runner import entry_point_config, own_checkpoint_loading, runner_from_config
 
     if not Path(args.checkpoint).is_file():

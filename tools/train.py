@@ -65,7 +65,7 @@ def load_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Build the Runner from the config and train."""
     args = parse_args(argv)
-    from scrfd_search.config_builder import register_modules
+    from scrfd_search.builders import register_modules
     from scrfd_search.training.runner import own_checkpoint_loading, runner_from_config
 
     register_modules()

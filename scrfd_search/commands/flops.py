@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.config_builder import build_model
+from scrfd_search.builders import build_model
 from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops_timed

@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 
 from scrfd_search.commands.recipe_flags import add_recipe_arguments
-from scrfd_search.search.orchestrate import launch
+from scrfd_search.search.launch import launch
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import store_path
 

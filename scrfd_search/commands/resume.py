@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scrfd_search.search.orchestrate import resume
+from scrfd_search.search.resume import resume
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.config_builder import build_model
+from scrfd_search.builders import build_model
 from scrfd_search.errors import UserError
 from scrfd_search.space.arch import ArchSpec
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scrfd_search.config_builder import build_model
+from scrfd_search.builders import build_model
 from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops, recount_neck_head
 from scrfd_search.flops.measure import measure_flops

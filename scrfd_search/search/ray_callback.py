@@ -98,7 +98,7 @@ class LeaderboardCallback(Callback):
         """One progress line on the driver's console."""
         if self.quiet:
             return
-        done = sum(r.state in ("TERMINATED", "ERROR") for r in self._store().read_trials())
+        done = sum(r.finished for r in self._store().read_trials())
         hard = "-" if record.hard is None else f"{100 * record.hard:.2f}%"
         what = f"error: {record.error}" if record.state == "ERROR" else f"hard AP {hard}"
         print(

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from scrfd_search.config_builder import build_model
+from scrfd_search.builders import build_model
 from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops

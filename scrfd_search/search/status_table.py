@@ -140,10 +140,9 @@ def placement_of(trial: TrialRecord, store_dir: Path | None) -> dict[str, Any] |
     """Where a trial ran: from its last report, else from the start event in its work folder."""
     if isinstance(trial.extra.get("placement"), dict):
         return trial.extra["placement"]
-    work_dir = trial.extra.get("work_dir")
-    if not work_dir or store_dir is None:
+    if store_dir is None:
         return None
-    return trial_placement(store_dir / work_dir)
+    return trial_placement(store_dir / trial.work_dir)
 
 
 def placement_lines(trials: list[TrialRecord], store_dir: Path | None) -> list[str]:

@@ -19,7 +19,9 @@ from scrfd_search.space.arch import ArchSpec
 
 EXPERIMENT_FILE = "experiment.json"
 LEADERBOARD_FILE = "leaderboard.json"
+CANDIDATES_FILE = "candidates.json"  # random searcher: the candidates drawn at launch
 TRIAL_STATES = ("PENDING", "RUNNING", "TERMINATED", "ERROR")
+FINISHED_STATES = ("TERMINATED", "ERROR")  # a trial in one of these is not trained again by resume
 DEFAULT_RESULTS_DIR = "results"
 
 
@@ -89,6 +91,16 @@ class TrialRecord:
             recipe=_recipe_of(data.get("recipe"), f"{source}: trial {data['trial_id']}"),
         )
 
+    @property
+    def work_dir(self) -> Path:
+        """The trial's work folder, relative to its store (trials/KEY unless the row names another)."""
+        return Path(self.extra.get("work_dir") or trial_work_dir(Path(TRIALS_DIR), self.trial_id))
+
+    @property
+    def finished(self) -> bool:
+        """Whether the trial ended (trained to its end or failed), so resume leaves it alone."""
+        return self.state in FINISHED_STATES
+
     def updated(self, **changes: Any) -> TrialRecord:
         """A copy with some fields changed."""
         return replace(self, **changes)
@@ -112,11 +124,11 @@ def record_from_config(trial_id: str, config: dict[str, Any]) -> TrialRecord:
 
 def with_checkpoint(record: TrialRecord, store_dir: Path) -> TrialRecord:
     """The row with its final checkpoint (relative to the store), when its result.json names one there."""
-    result = finished_result(store_dir / record.extra.get("work_dir", ""))
+    result = finished_result(store_dir / record.work_dir)
     checkpoint = result.get("checkpoint") if result else None
     if not checkpoint:
         return record
-    return record.updated(checkpoint=str(Path(record.extra["work_dir"]) / Path(checkpoint).name))
+    return record.updated(checkpoint=str(record.work_dir / Path(checkpoint).name))
 
 
 def _recipe_of(data: Any, source: str) -> dict[str, Any] | None:

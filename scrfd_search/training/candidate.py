@@ -16,13 +16,8 @@ from typing import Any
 
 from mmengine.runner import Runner, find_latest_checkpoint
 
-from scrfd_search.config_builder import (
-    DataSettings,
-    Schedule,
-    build_config,
-    build_model,
-    import_config_modules,
-)
+from scrfd_search.builders import build_model, import_config_modules
+from scrfd_search.config_builder import DataSettings, Schedule, build_config
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text
