@@ -18,10 +18,12 @@ from typing import Any
 
 from scrfd_search.errors import UserError, check_seed
 from scrfd_search.io_utils import atomic_write_json, check_writable
+from scrfd_search.search.checks import check_data_contents, check_data_root
 from scrfd_search.search.driver import DriverLease
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.fidelity_stats import CandidateRuns, fidelity_report, pick_trials
 from scrfd_search.search.fidelity_store import PLAN_FILE, REPORT_FILE, RUNS_DIR, fidelity_dir
+from scrfd_search.search.resume import wait_for_stale_workers
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
 from scrfd_search.search.trial import TrialSettings, finished_result, trial_settings
@@ -256,9 +258,15 @@ def fidelity(
     check_writable(folder, "fidelity folder")
     plan = settled_plan(folder, make_plan(settings, rows, request))
     runs_root = folder / RUNS_DIR
+    try:
+        check_data_root(settings.data_root)
+    except UserError as exc:
+        raise UserError(f"{exc}; a moved store points at its data with `fidelity {name} --data PATH`") from None
+    check_data_contents(settings.data_root)
     with DriverLease(folder, "fidelity"):
         atomic_write_json(folder / PLAN_FILE, plan.to_dict())
         todo = unfinished_runs(plan, runs_root)
+        wait_for_stale_workers([(c["trial_key"], runs_root / c["trial_key"]) for c in todo])
         _say(
             quiet,
             f"fidelity {name}: {len(plan.picked)} trials x {len(plan.seeds)} seeds at {plan.trial_epochs} and "

@@ -13,10 +13,11 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from scrfd_search.search.checks import check_trial_resources, local_cpus, local_gpus
-from scrfd_search.search.orchestrate import init_ray, send_ray_auth_token, settings_for_cluster, trial_name
+from scrfd_search.search.ray_session import init_ray, send_ray_auth_token, settings_for_cluster
 from scrfd_search.search.searchers import CandidateSearcher
 from scrfd_search.search.settings import RAY_DIR, SearchSettings
 from scrfd_search.search.trial import TrialSettings, finished_result, run_trial
+from scrfd_search.search.tuner import trial_name
 
 
 def run_fidelity_trial(config: dict[str, Any], by_length: dict[str, TrialSettings]) -> None:

@@ -172,10 +172,15 @@ def _replay_config(row: TrialRecord) -> dict[str, Any]:
 
 def _wait_for_stale_workers(store: ExperimentStore, rows: list[TrialRecord]) -> None:
     """Wait until the workers of a killed driver's trials are gone (they must not share a folder with new ones)."""
+    wait_for_stale_workers([(row.trial_id, store.path / row.work_dir) for row in rows])
+
+
+def wait_for_stale_workers(folders: list[tuple[str, Path]]) -> None:
+    """Wait until no worker of an earlier driver on this host still trains in one of the (key, work folder)s."""
     host = socket.gethostname()
     deadline = time.time() + STALE_WORKER_WAIT_S
-    for row in rows:
-        events = read_events(store.path / row.work_dir)
+    for key, folder in folders:
+        events = read_events(folder)
         starts = [e for e in events if e.get("event") == "start" and e.get("host") == host]
         pid = starts[-1].get("pid") if starts else None
         if not isinstance(pid, int) or pid == os.getpid():
@@ -183,7 +188,7 @@ def _wait_for_stale_workers(store: ExperimentStore, rows: list[TrialRecord]) -> 
         while pid_alive(pid) and _is_trial_worker(pid):
             if time.time() > deadline:
                 raise UserError(
-                    f"{store.path / row.work_dir}: trial {row.trial_id} is still being trained by "
+                    f"{folder}: trial {key} is still being trained by "
                     f"process {pid} of an earlier driver; stop it (kill {pid}) and resume again"
                 )
             time.sleep(0.5)
