@@ -9,7 +9,8 @@ initialised, and said so), checked against PyTorch in onnxruntime. The configs t
 optimizer recipe the trial trained with (its searched lr; otherwise the optimizer's default for the
 full schedule); --optimizer, --lr, --weight-decay and --momentum override it.
 Default output: results/NAME/export/; an earlier export there is replaced only with --force, and a
-non-empty folder that holds no export is never touched.
+non-empty folder that holds no export is never touched. After `fidelity` measured the search's seed
+noise, the trials whose hard AP lies within it of the best are named as ties (also in export.json).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from scrfd_search.commands.recipe_flags import add_recipe_arguments, recipe_flags
 from scrfd_search.errors import UserError
+from scrfd_search.search.fidelity_store import ties_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
                 "freshly initialised weights (no checkpoint)" if entry["onnx_freshly_initialised"] else "checkpoint"
             )
             print(f"{out / entry['onnx']}  from {origin}")
+    ties = index.get("source", {}).get("ties_with_best")
+    if ties is not None:
+        print(ties_text(ties))
     count = len(index["models"])
     if args.arch is None and count < args.top:
         print(f"note: only {count} finished trial(s) with a hard AP; --top asked for {args.top}")

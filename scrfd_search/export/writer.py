@@ -30,7 +30,7 @@ from scrfd_search.config_writer import (
 )
 from scrfd_search.errors import UserError
 from scrfd_search.export.onnx_file import write_onnx
-from scrfd_search.export.selection import ExportItem, item_from_arch, items_from_experiment
+from scrfd_search.export.selection import ExportItem, experiment_ties, item_from_arch, items_from_experiment
 from scrfd_search.io_utils import atomic_write_json, check_writable, staged_folder
 from scrfd_search.recipe import OPTIMIZERS, Recipe
 from scrfd_search.search.store import store_path
@@ -166,7 +166,10 @@ def export_experiment(
     """Export an experiment's top trials (default out: results/NAME/export); the folder and export.json."""
     items = items_from_experiment(name, top, results_dir, need_checkpoints=with_onnx)
     dest = Path(out) if out is not None else store_path(name, results_dir) / "export"
-    source = {"experiment": name, "top": top, "store": str(store_path(name, results_dir))}
+    source: dict[str, Any] = {"experiment": name, "top": top, "store": str(store_path(name, results_dir))}
+    ties = experiment_ties(name, results_dir)
+    if ties is not None:
+        source["ties_with_best"] = ties
     return dest, write_export(
         items, dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source, recipe_flags=recipe_flags
     )

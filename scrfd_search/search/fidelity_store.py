@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError
+from scrfd_search.search.store import TrialRecord, ranked
 
 FIDELITY_DIR = "fidelity"
 PLAN_FILE = "plan.json"
@@ -56,3 +57,26 @@ def measured_noise(store_dir: Path) -> float | None:
     """The smallest resolvable hard AP difference (fraction) fidelity measured for this search, if any."""
     data = read_report(store_dir)
     return None if data is None else float(data["report"]["resolvable"])
+
+
+def ties_with_best(store_dir: Path, rows: list[TrialRecord]) -> dict[str, Any] | None:
+    """The trials whose hard AP lies within the measured noise of the best's (None without a fidelity report):
+    {'noise': fraction, 'best': trial id, 'ties': [trial ids, leaderboard order]}."""
+    noise = measured_noise(store_dir)
+    board = [t for t in ranked(rows) if t.state != "ERROR"]
+    if noise is None or not board:
+        return None
+    best = board[0]
+    ties = [t.trial_id for t in board[1:] if best.hard - t.hard < noise]  # type: ignore[operator]
+    return {"noise": noise, "best": best.trial_id, "ties": ties}
+
+
+def ties_text(ties: dict[str, Any]) -> str:
+    """One line naming the trials fidelity cannot tell apart from the best."""
+    points = f"{100 * ties['noise']:.2f} points"
+    if not ties["ties"]:
+        return f"no trial is within {points} (the seed noise `fidelity` measured) of the best, {ties['best']}"
+    return (
+        f"ties: {', '.join(ties['ties'])} within {points} of the best, {ties['best']} (the seed noise "
+        f"`fidelity` measured): their order is not resolved"
+    )

@@ -1,4 +1,4 @@
-"""The Ray Tune side of `fidelity`: the retrains run as trials of the search's own trainable, placed as its trials were."""
+"""The Ray Tune side of `fidelity`: retrains run as trials of the search's own trainable, placed as its trials were."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from scrfd_search.search.checks import check_trial_resources, local_cpus, local_
 from scrfd_search.search.ray_session import init_ray, send_ray_auth_token, settings_for_cluster
 from scrfd_search.search.searchers import CandidateSearcher
 from scrfd_search.search.settings import RAY_DIR, SearchSettings
+from scrfd_search.search.shared_storage import check_search_storage
 from scrfd_search.search.trial import TrialSettings, finished_result, run_trial
 from scrfd_search.search.tuner import trial_name
 
 
 def run_fidelity_trial(config: dict[str, Any], by_length: dict[str, TrialSettings]) -> None:
-    """One retrain: the search's trial function with the settings of its length and its own seed."""
-    run_trial(config, replace(by_length[config["length"]], seed=int(config["seed"])))
+    """One retrain: the search's trial function with the settings of its length and its own seed (one run,
+    whatever --repeats the search trained its trials with)."""
+    run_trial(config, replace(by_length[config["length"]], seed=int(config["seed"]), repeats=1))
 
 
 class FidelityProgress(Callback):
@@ -55,7 +57,9 @@ def joined_settings(settings: SearchSettings) -> SearchSettings:
     if settings.address is not None:
         send_ray_auth_token()
         init_ray(settings.address)
-        return settings_for_cluster(settings)
+        joined = settings_for_cluster(settings)
+        check_search_storage(joined)
+        return joined
     check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial or 0.0, local_cpus(), local_gpus())
     init_ray(None)
     return settings

@@ -27,6 +27,8 @@ def with_result(record: TrialRecord, result: dict[str, Any] | None) -> TrialReco
     extra = record.extra
     if isinstance(result.get("placement"), dict):  # where the trial runs: node, GPU ids, device, workers
         extra = {**extra, "placement": result["placement"]}
+    if isinstance(result.get("hard_runs"), list):  # --repeats: every run's hard AP (the row holds the mean)
+        extra = {**extra, "hard_runs": [float(h) for h in result["hard_runs"]]}
     return record.updated(**aps, epochs_run=int(result.get("epoch", record.epochs_run)), extra=extra)
 
 

@@ -87,7 +87,10 @@ def resume(
         _wait_for_stale_workers(store, [r for r in unfinished if r.trial_id in {c["trial_key"] for c in todo}])
         init_ray(settings.address)
         if settings.address is not None:
+            from scrfd_search.search.shared_storage import check_search_storage  # ray
+
             settings_for_cluster(settings)
+            check_search_storage(settings)
         say(
             quiet,
             f"resuming search {name}: {len(finished)} of {settings.trials} trials finished, "
@@ -143,6 +146,8 @@ def _finished_row(row: TrialRecord, store: ExperimentStore) -> TrialRecord | Non
         return None
     aps = {k: float(result[k]) for k in SUBSETS}
     done = row.updated(state="TERMINATED", error=None, epochs_run=int(result.get("epochs_run", 0)), **aps)
+    if isinstance(result.get("hard_runs"), list):  # a repeated trial: its runs beside the mean
+        done = done.updated(extra={**done.extra, "hard_runs": [float(h) for h in result["hard_runs"]]})
     return with_checkpoint(done, store.path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -23,6 +24,7 @@ from scrfd_search.training.data_checks import warmup_iters_for
 EVENTS_FILE = "trial_events.jsonl"
 TRIAL_FILE = "trial.json"  # the trial's config (key, arch, FLOPs, candidate): what a leaderboard rebuild reads
 RESULT_FILE = "result.json"  # written by training.train_candidate when a run trains to its end
+REPEAT_PREFIX = "repeat"  # --repeats R > 1: run i of a trial trains in trials/KEY/repeat<i>/
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class TrialSettings:
     device: str
     threads: int
     amp: bool = False
+    repeats: int = 1
 
 
 def trial_settings(search: SearchSettings) -> TrialSettings:
@@ -63,6 +66,7 @@ def trial_settings(search: SearchSettings) -> TrialSettings:
         device=search.device,
         threads=threads,
         amp=search.amp,
+        repeats=search.repeats,
     )
 
 
@@ -160,14 +164,14 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     """Ray Tune function trainable: train config['arch'] and tune.report APs after every validation.
 
     The trial first records where it runs (node, GPU ids, device, loader workers) in its event file
-    and then adds that placement to every report, so `status` can show it.
+    and then adds that placement to every report, so `status` can show it. With settings.repeats R > 1
+    it trains R times (seeds seed .. seed + R - 1, each in work_dir/repeatI/, each resumable on its own)
+    and reports once, the mean APs with every run's hard AP (`repeats_result`).
     """
     from ray import tune
 
     placement = ray_placement()
     import torch
-
-    from scrfd_search.training.candidate import train_candidate  # torch/mmengine, in the worker only
 
     torch.set_num_threads(max(1, settings.threads))
     trial_id = config.get("trial_key") or tune.get_context().get_trial_id()
@@ -176,7 +180,8 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     done = finished_result(work_dir)
     if done is not None:
         # trained to its end by an earlier driver that died before recording it: report, never retrain
-        tune.report(ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done))
+        runs = {"hard_runs": done["hard_runs"]} if "hard_runs" in done else {}
+        tune.report({**ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done), **runs})
         return
     if not (work_dir / TRIAL_FILE).is_file():
         atomic_write_json(work_dir / TRIAL_FILE, {"config": config})
@@ -184,43 +189,106 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     if note is not None:
         print(f"[scrfd-search] trial {trial_id}: {note}", file=sys.stderr, flush=True)
     placement.update(device=device, device_note=note, workers=data_workers(settings.threads))
-    resume = _has_checkpoint(work_dir)
-    append_event(work_dir, "start", resume=resume, placement=placement)
-    arch = ArchSpec.from_dict(config["arch"], "trial config")
     schedule = settings.schedule
     if config.get("recipe"):
         schedule = replace(schedule, recipe=Recipe.from_dict(config["recipe"], "trial config"))
-    reported: list[int] = []
+    run = _Run(ArchSpec.from_dict(config["arch"], "trial config"), schedule, settings, device, placement)
+    if settings.repeats == 1:
+        run.train(work_dir, settings.seed, report=True)
+        return
+    append_event(work_dir, "start", resume=(work_dir / f"{REPEAT_PREFIX}0").is_dir(), placement=placement)
+    results = []
+    for index in range(settings.repeats):
+        folder = work_dir / f"{REPEAT_PREFIX}{index}"
+        if finished_result(folder) is None:
+            run.train(folder, (settings.seed + index) % 2**32, report=False)
+        results.append(finished_result(folder))
+    final = repeats_result(results, work_dir)  # type: ignore[arg-type]
+    atomic_write_json(work_dir / RESULT_FILE, final)
+    tune.report({**ap_metrics(final["epochs_run"], final), "hard_runs": final["hard_runs"], "placement": placement})
+    append_event(work_dir, "end", epochs_run=final["epochs_run"], **{k: final[k] for k in SUBSETS})
 
-    def on_validation(epoch: int, aps: dict[str, float]) -> None:
-        """Forward every validation to Ray Tune (ASHA decides on these; it may stop the trial here)."""
-        metrics = ap_metrics(epoch, aps)
-        append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
-        tune.report({**metrics, "placement": placement})
-        reported.append(epoch)
 
-    result = train_candidate(
-        arch,
-        settings.data,
-        schedule,
-        work_dir,
-        device=device,
-        seed=settings.seed,
-        on_validation=on_validation,
-        resume=resume,
-        amp=settings.amp and device == "cuda",
+@dataclass(frozen=True)
+class _Run:
+    """What every training run of one trial shares: architecture, schedule, settings, device, placement."""
+
+    arch: ArchSpec
+    schedule: Schedule
+    settings: TrialSettings
+    device: str
+    placement: dict[str, Any]
+
+    def train(self, work_dir: Path, seed: int, report: bool) -> None:
+        """Train once in work_dir (resuming its checkpoint), logging start and end; report every validation
+        to Ray Tune when `report` (the trial's only run)."""
+        from ray import tune
+
+        from scrfd_search.training.candidate import train_candidate  # torch/mmengine, in the worker only
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        resume = _has_checkpoint(work_dir)
+        append_event(work_dir, "start", resume=resume, placement=self.placement)
+        reported: list[int] = []
+
+        def on_validation(epoch: int, aps: dict[str, float]) -> None:
+            """Forward every validation to Ray Tune (ASHA decides on these; it may stop the trial here)."""
+            metrics = ap_metrics(epoch, aps)
+            append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
+            if report:
+                tune.report({**metrics, "placement": self.placement})
+                reported.append(epoch)
+
+        result = train_candidate(
+            self.arch,
+            self.settings.data,
+            self.schedule,
+            work_dir,
+            device=self.device,
+            seed=seed,
+            on_validation=on_validation,
+            resume=resume,
+            amp=self.settings.amp and self.device == "cuda",
+        )
+        final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
+        if report and not reported:
+            tune.report({**ap_metrics(result.epochs_run, final), "placement": self.placement})
+        append_event(
+            work_dir,
+            "end",
+            epochs_run=result.epochs_run,
+            images_per_s=result.images_per_s,
+            peak_memory_mib=result.peak_memory_mib,
+            **final,
+        )
+
+
+def repeats_result(results: list[dict[str, Any]], work_dir: Path) -> dict[str, Any]:
+    """The result.json of a repeated trial: mean APs, every run's hard AP and their sd, the first run's
+    checkpoint linked into work_dir (what export takes)."""
+    out: dict[str, Any] = {k: sum(float(r[k]) for r in results) / len(results) for k in SUBSETS}
+    hards = [float(r["hard"]) for r in results]
+    mean = out["hard"]
+    out.update(
+        epochs_run=min(int(r.get("epochs_run", 0)) for r in results),
+        hard_runs=hards,
+        hard_sd=math.sqrt(sum((h - mean) ** 2 for h in hards) / (len(hards) - 1)),
+        checkpoint=_link_checkpoint(results[0].get("checkpoint"), work_dir),
     )
-    final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
-    if not reported:
-        tune.report({**ap_metrics(result.epochs_run, final), "placement": placement})
-    append_event(
-        work_dir,
-        "end",
-        epochs_run=result.epochs_run,
-        images_per_s=result.images_per_s,
-        peak_memory_mib=result.peak_memory_mib,
-        **final,
-    )
+    return out
+
+
+def _link_checkpoint(checkpoint: str | None, work_dir: Path) -> str | None:
+    """A hard link (else a copy) of the first run's final checkpoint in the trial's own folder."""
+    if not checkpoint or not Path(checkpoint).is_file():
+        return None
+    target = work_dir / Path(checkpoint).name
+    if not target.exists():
+        try:
+            os.link(checkpoint, target)
+        except OSError:
+            shutil.copy2(checkpoint, target)
+    return str(target)
 
 
 def trial_placement(work_dir: Path) -> dict[str, Any] | None:
