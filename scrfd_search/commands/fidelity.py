@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="experiment name given to `launch --name`")
     parser.add_argument("--sample", type=int, required=True, help="trials to retrain (at least 3)")
     parser.add_argument("--epochs", type=int, help=f"epochs of the long runs (default {LONGER}x the trial's)")
-    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per trial and length (default {DEFAULT_SEEDS})")
+    parser.add_argument(
+        "--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per trial and length (default {DEFAULT_SEEDS})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pick and of the bootstrap (default 0)")
     parser.add_argument("--results-dir", type=Path, help="where experiments live (default results/)")
     parser.add_argument("--data", type=Path, help="the data folder, when it moved since the launch")

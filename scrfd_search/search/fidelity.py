@@ -133,9 +133,10 @@ def long_settings(settings: SearchSettings, epochs: int) -> SearchSettings:
 
 def settings_by_length(settings: SearchSettings, plan: FidelityPlan, runs_root: Path) -> dict[str, TrialSettings]:
     """What each run length trains with: the search's trial settings (its constructor), placed in runs/."""
+    root = str(runs_root.resolve())
     return {
-        "short": replace(trial_settings(settings), trials_root=str(runs_root.resolve())),
-        "long": replace(trial_settings(long_settings(settings, plan.long_epochs)), trials_root=str(runs_root.resolve())),
+        "short": replace(trial_settings(settings), trials_root=root),
+        "long": replace(trial_settings(long_settings(settings, plan.long_epochs)), trials_root=root),
     }
 
 
@@ -148,7 +149,9 @@ def read_plan(path: Path) -> dict[str, Any] | None:
         if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
             raise ValueError
     except (OSError, ValueError, RecursionError):
-        raise UserError(f"{path}: not the plan `scrfd-search fidelity` writes; remove {path.parent} to start over")
+        raise UserError(
+            f"{path}: not the plan `scrfd-search fidelity` writes; remove {path.parent} to start over"
+        ) from None
     return data
 
 
@@ -243,11 +246,14 @@ def _agreement_text(a: dict[str, float]) -> str:
 
 
 def fidelity(
-    name: str, request: FidelityRequest, results_dir: str | None = None, *, data_root: str | None = None, quiet: bool = False
+    name: str,
+    request: FidelityRequest,
+    results_dir: str | None = None,
+    *,
+    data_root: str | None = None,
+    quiet: bool = False,
 ) -> int:
     """Plan (or continue) the retrains, run the unfinished ones through Ray Tune, write fidelity.json."""
-    from scrfd_search.search.fidelity_tuner import run_fidelity_tuner  # ray
-
     store = ExperimentStore(store_path(name, results_dir)).require()
     record = store.read_experiment()
     settings = record.require_settings(str(store.experiment_file))
@@ -273,6 +279,8 @@ def fidelity(
             f"{plan.long_epochs} epochs; {len(plan.runs) - len(todo)} of {len(plan.runs)} runs already trained",
         )
         if todo:
+            from scrfd_search.search.fidelity_tuner import run_fidelity_tuner  # ray
+
             run_fidelity_tuner(settings, settings_by_length(settings, plan, runs_root), todo, folder, quiet)
         candidates = candidate_runs(plan, rows, runs_root)
         if candidates is None:

@@ -200,7 +200,10 @@ def _verdict(
     noise = f"trial AP differences under {100 * resolvable:.1f} points are seed noise"
     agree = f"tau {ranking.tau:.2f}, 95 % CI {ranking.tau_low:.2f} to {ranking.tau_high:.2f}"
     if ranking.tau_low > 0 and regret <= resolvable:
-        return f"ranking holds: {trial_epochs}-epoch trials order candidates as {long_epochs}-epoch training does ({agree}); {noise}"
+        return (
+            f"ranking holds: {trial_epochs}-epoch trials order candidates as {long_epochs}-epoch training does "
+            f"({agree}); {noise}"
+        )
     if repeat.tau_low <= 0 or resolvable >= spread / 2:
         needed = repeats_to_resolve(sd, spread / 2, repeats)
         cure = (
