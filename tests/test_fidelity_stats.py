@@ -89,9 +89,8 @@ def test_seed_noise_and_the_smallest_resolvable_difference() -> None:
 
 def runs(trial: list[float], short: list[list[float]], long: list[list[float]]) -> list[CandidateRuns]:
     """Candidates best first, one trial run each."""
-    return [
-        CandidateRuns(f"t{i}", t, (t,), tuple(s), tuple(g)) for i, (t, s, g) in enumerate(zip(trial, short, long, strict=True))
-    ]
+    rows = zip(trial, short, long, strict=True)
+    return [CandidateRuns(f"t{i}", t, (t,), tuple(s), tuple(g)) for i, (t, s, g) in enumerate(rows)]
 
 
 def test_a_ranking_that_holds_says_so_with_its_noise() -> None:
