@@ -10,9 +10,9 @@ from search_helpers import make_store, step1_rows
 
 from scrfd_search.cli import main
 from scrfd_search.io_utils import atomic_write_json
-from scrfd_search.search.fidelity import FidelityRequest, make_plan, report_json
+from scrfd_search.search.fidelity import make_plan, report_json
 from scrfd_search.search.fidelity_stats import CandidateRuns
-from scrfd_search.search.fidelity_store import REPORT_FILE, fidelity_dir
+from scrfd_search.search.fidelity_store import REPORT_FILE, FidelityRequest, fidelity_dir
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

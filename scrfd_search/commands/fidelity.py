@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scrfd_search.search.fidelity import DEFAULT_SEEDS, LONGER, FidelityRequest, fidelity
+from scrfd_search.search.fidelity_store import DEFAULT_SEEDS, LONGER, FidelityRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the request against the store, then train the runs still missing and report."""
+    from scrfd_search.search.fidelity import fidelity  # scipy: keeps --help fast
+
     request = FidelityRequest(sample=args.sample, epochs=args.epochs, seeds=args.seeds, seed=args.seed)
     return fidelity(
         args.name,

@@ -16,42 +16,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.errors import UserError, check_seed
+from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_json, check_writable
 from scrfd_search.search.checks import check_data_contents, check_data_root
 from scrfd_search.search.driver import DriverLease
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.fidelity_stats import CandidateRuns, fidelity_report, pick_trials
-from scrfd_search.search.fidelity_store import PLAN_FILE, REPORT_FILE, RUNS_DIR, fidelity_dir
+from scrfd_search.search.fidelity_store import (
+    LONGER,
+    PLAN_FILE,
+    REPORT_FILE,
+    RUNS_DIR,
+    FidelityRequest,
+    fidelity_dir,
+)
 from scrfd_search.search.resume import wait_for_stale_workers
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
 from scrfd_search.search.trial import TrialSettings, finished_result, trial_settings
 
-DEFAULT_SEEDS = 2
-LONGER = 4  # default long-run length: this many times the trial's epochs
 LENGTHS = ("short", "long")
 INTERRUPTED_EXIT = 130
 FAILED_EXIT = 1
-
-
-@dataclass(frozen=True)
-class FidelityRequest:
-    """What the user asked for: K trials, E epochs for the long runs (None: 4x the trial's), S seeds."""
-
-    sample: int
-    epochs: int | None = None
-    seeds: int = DEFAULT_SEEDS
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        """Refuse values no fidelity run can use."""
-        for flag, value in (("--sample", self.sample), ("--epochs", self.epochs), ("--seeds", self.seeds)):
-            if value is not None and value < 1:
-                raise UserError(f"{flag}: {value} must be at least 1")
-        if self.sample < 3:
-            raise UserError(f"--sample: {self.sample} must be at least 3 (rank agreement needs three trials)")
-        check_seed(self.seed)
 
 
 @dataclass(frozen=True)

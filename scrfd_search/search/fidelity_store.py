@@ -10,16 +10,38 @@ Layout of results/NAME/fidelity/:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.errors import UserError
+from scrfd_search.errors import UserError, check_seed
 from scrfd_search.search.store import TrialRecord, ranked
 
 FIDELITY_DIR = "fidelity"
 PLAN_FILE = "plan.json"
 REPORT_FILE = "fidelity.json"
 RUNS_DIR = "runs"
+DEFAULT_SEEDS = 2
+LONGER = 4  # default long-run length: this many times the trial's epochs
+
+
+@dataclass(frozen=True)
+class FidelityRequest:
+    """What the user asked for: K trials, E epochs for the long runs (None: 4x the trial's), S seeds."""
+
+    sample: int
+    epochs: int | None = None
+    seeds: int = DEFAULT_SEEDS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse values no fidelity run can use."""
+        for flag, value in (("--sample", self.sample), ("--epochs", self.epochs), ("--seeds", self.seeds)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag}: {value} must be at least 1")
+        if self.sample < 3:
+            raise UserError(f"--sample: {self.sample} must be at least 3 (rank agreement needs three trials)")
+        check_seed(self.seed)
 
 
 def fidelity_dir(store_dir: Path) -> Path:
