@@ -36,7 +36,6 @@ from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, stor
 from scrfd_search.search.trial import TrialSettings, finished_result, trial_settings
 
 LENGTHS = ("short", "long")
-INTERRUPTED_EXIT = 130
 FAILED_EXIT = 1
 
 
@@ -270,9 +269,14 @@ def fidelity(
             run_fidelity_tuner(settings, settings_by_length(settings, plan, runs_root), todo, folder, quiet)
         candidates = candidate_runs(plan, rows, runs_root)
         if candidates is None:
-            left = len(unfinished_runs(plan, runs_root))
-            _say(False, f"fidelity {name}: {left} runs not trained to the end; run the same command again to continue")
-            return INTERRUPTED_EXIT
+            left = [c["trial_key"] for c in unfinished_runs(plan, runs_root)]
+            _say(
+                False,
+                f"fidelity {name}: {len(left)} runs did not train to their end ({', '.join(left[:4])}"
+                f"{', ...' if len(left) > 4 else ''}; their logs are in {runs_root}); "
+                "run the same command again to train them",
+            )
+            return FAILED_EXIT
         data = report_json(plan, record, candidates)
         atomic_write_json(folder / REPORT_FILE, data)
     print(report_text(data))
