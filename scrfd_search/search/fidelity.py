@@ -147,7 +147,7 @@ def settled_plan(folder: Path, plan: FidelityPlan) -> FidelityPlan:
         return plan
     if stored.get("request") != vars(plan.request):
         asked = stored.get("request") or {}
-        flags = " ".join(f"--{k} {v}" for k, v in asked.items() if v is not None)
+        flags = " ".join(f"--{k} {asked[k]}" for k in ("sample", "epochs", "seeds", "seed") if asked.get(k) is not None)
         raise UserError(
             f"{folder}: holds a fidelity run of {flags}; run it again with those flags to continue it, "
             f"or remove {folder} to start another"
