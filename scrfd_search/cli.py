@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from scrfd_search.errors import UserError
@@ -32,27 +33,31 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with every available subcommand."""
+    """Build the argument parser with every subcommand (a command module that fails to import is an error)."""
     parser = argparse.ArgumentParser(
         prog="scrfd-search",
         description="Search compute-redistributed SCRFD face detectors under a GFLOPs budget.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(f"scrfd_search.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"scrfd_search.commands.{module_name}":
-                raise
-            continue
+        module = importlib.import_module(f"scrfd_search.commands.{module_name}")
         cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser
 
 
+# Third-party warnings every command would otherwise print, none of them about anything the user did.
+QUIET_WARNINGS = (
+    # mmengine imports pkg_resources, which setuptools deprecates on every import
+    (UserWarning, r"pkg_resources is deprecated as an API"),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse arguments, run the subcommand, turn UserError into one line and exit 2."""
+    for category, message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)

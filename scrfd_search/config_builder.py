@@ -8,10 +8,12 @@ what `config_writer` renders as the `_base_` files of the config files it writes
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from scrfd_search.data.pipelines import CUSTOM_IMPORTS, GT_SUBDIR, LARGE_CROPS, dataset_config
 from scrfd_search.errors import UserError
+from scrfd_search.head_settings import ANCHOR_GENERATOR, ATSS_TOPK, LOSS_BBOX, LOSS_CLS, LOSS_KPS
 from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec
 
@@ -100,6 +102,15 @@ def widerface_data(data_root: str) -> DataSettings:
     _require(bool(data_root.strip()), "data root: empty (expected the WIDER FACE folder, e.g. data/widerface)")
     root = data_root.rstrip("/") + "/"
     return DataSettings(data_root=root, gt_dir=f"{root}{GT_SUBDIR}/", layout="wider", crop_choice=LARGE_CROPS)
+
+
+RETINAFACE_DATA_ROOT = "data/retinaface/"
+
+
+def retinaface_data(data_root: str = RETINAFACE_DATA_ROOT) -> DataSettings:
+    """WIDER FACE in the RetinaFace layout with landmarks (train/labelv2.txt, val/...; the .mat files in val/gt/)."""
+    root = data_root.rstrip("/") + "/"
+    return DataSettings(data_root=root, gt_dir=f"{root}val/gt/", layout="retinaface", with_keypoints=True)
 
 
 @dataclass(frozen=True)
@@ -206,15 +217,15 @@ def model_defaults() -> dict:
         bbox_head=dict(
             type="SCRFDHead",
             num_classes=1,
-            anchor_generator=dict(
-                type="AnchorGenerator", ratios=[1.0], scales=[1, 2], base_sizes=[16, 64, 256], strides=[8, 16, 32]
-            ),
+            anchor_generator=copy.deepcopy(ANCHOR_GENERATOR),
             bbox_coder=dict(type="DistancePointBBoxCoder"),
-            loss_cls=dict(type="QualityFocalLoss", use_sigmoid=True, beta=2.0, loss_weight=1.0),
-            loss_bbox=dict(type="DIoULoss", loss_weight=2.0),
-            loss_kps=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=0.1),
+            loss_cls=dict(LOSS_CLS),
+            loss_bbox=dict(LOSS_BBOX),
+            loss_kps=dict(LOSS_KPS),
         ),
-        train_cfg=dict(assigner=dict(type="ATSSAssigner", topk=9, ignore_iof_thr=IGNORE_IOF_THR), allowed_border=-1),
+        train_cfg=dict(
+            assigner=dict(type="ATSSAssigner", topk=ATSS_TOPK, ignore_iof_thr=IGNORE_IOF_THR), allowed_border=-1
+        ),
         test_cfg=dict(
             nms_pre=-1,
             min_bbox_size=0,

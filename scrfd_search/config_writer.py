@@ -15,7 +15,6 @@ import copy
 import functools
 import tempfile
 from collections.abc import Collection, Mapping
-from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,17 +28,17 @@ from scrfd_search.config_builder import (
     dataloader_config,
     model_config,
     model_defaults,
+    retinaface_data,
     runtime_config,
     schedule_config,
     widerface_data,
 )
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.io_utils import atomic_write_text
-from scrfd_search.recipe import Recipe
+from scrfd_search.recipe import Recipe, full_recipe
 from scrfd_search.space.arch import ArchSpec
 
 WIDERFACE_DATA_ROOT = "data/widerface/"
-RETINAFACE_DATA_ROOT = "data/retinaface/"
 MMDET_RUNTIME = "mmdet::_base_/default_runtime.py"
 # File under _base_/ -> what it holds. A child's `_base_` list: the model, its layout's dataset, the
 # schedule, the runtime.
@@ -53,34 +52,14 @@ BASE_FILES: dict[str, str] = {
 DATASET_BASES = {"wider": "datasets/wider_face_scrfd.py", "retinaface": "datasets/retinaface_scrfd.py"}
 # Top-level variables of the dataset bases that a child may take and edit (`_base_.train_pipeline`).
 PIPELINE_VARIABLES = ("train_pipeline", "test_pipeline")
-LARGE_MODEL_GFLOPS = 20.0  # the reference trains its 34GF model at twice the lr of the smaller ones
-LARGE_MODEL_LR_FACTOR = 2.0
-RECIPE_FIELDS = ("optimizer", "lr", "weight_decay", "momentum")
 MERGE_MARKERS = {"_delete_", "_scope_"}
 LINE_WIDTH = 100
 INDENT = "    "
 
 
-def full_recipe(arch: ArchSpec, chosen: Mapping[str, Any] | None = None) -> Recipe:
-    """The full schedule's recipe: what was chosen (optimizer, lr, weight_decay, momentum), the rest the
-    optimizer's defaults. Without a chosen lr an SGD-family optimizer takes the reference's lr for a
-    model of arch's size: its base lr (0.01 for 32 images), twice that above LARGE_MODEL_GFLOPS."""
-    values = {k: v for k, v in (chosen or {}).items() if k in RECIPE_FIELDS and v is not None}
-    recipe = Recipe(**values)
-    if "lr" not in values and recipe.momentum is not None and count_flops(arch).total_gflops > LARGE_MODEL_GFLOPS:
-        recipe = replace(recipe, lr=LARGE_MODEL_LR_FACTOR * recipe.info.lr)
-    return recipe
-
-
 def full_schedule(arch: ArchSpec, recipe: Recipe | None = None) -> Schedule:
     """The reference's 640-epoch schedule with recipe (default: the reference's for a model of arch's size)."""
-    return Schedule.full(recipe or full_recipe(arch))
-
-
-def retinaface_data(data_root: str = RETINAFACE_DATA_ROOT) -> DataSettings:
-    """WIDER FACE in the RetinaFace layout with landmarks (train/labelv2.txt, val/...; the .mat files in val/gt/)."""
-    root = data_root.rstrip("/") + "/"
-    return DataSettings(data_root=root, gt_dir=f"{root}val/gt/", layout="retinaface", with_keypoints=True)
+    return Schedule.full(recipe or full_recipe(count_flops(arch).total_gflops))
 
 
 def full_config(

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scrfd_search.config_builder import DataSettings
 from scrfd_search.data.annotations import parse_wider_txt
+from scrfd_search.data.pipelines import GT_SUBDIR
 from scrfd_search.errors import UserError
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.search.checks import (
@@ -28,6 +28,7 @@ from scrfd_search.search.ray_session import send_ray_auth_token
 from scrfd_search.search.trial import data_workers
 from scrfd_search.space.search_space import SearchSpace
 from scrfd_search.training.candidate import probe_training
+from scrfd_search.training.settings import candidate_data
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 LOW_DISK_GIB = 5.0  # a search keeps one checkpoint per trial (a few MB each) plus logs
@@ -230,7 +231,7 @@ def data_check(data: str | None) -> tuple[Check, int]:
         root = check_data_root(data)
         counts = {}
         for split in ("train", "val"):
-            records = parse_wider_txt(root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt")
+            records = parse_wider_txt(root / GT_SUBDIR / f"wider_face_{split}_bbx_gt.txt")
             folder = root / f"WIDER_{split}" / "images"
             missing = sum(not (folder / r.name).is_file() for r in records)
             if missing:
@@ -262,9 +263,8 @@ def probe_check(options: DoctorOptions, train_images: int, total_cpus: float, to
     arch = sample_candidates(space, 1, options.seed, confirm=False)[0].arch
     gpus = options.gpus_per_trial if options.gpus_per_trial is not None else (1.0 if total_gpus > 0 else 0.0)
     root = Path(options.data or ".").resolve()
-    data = DataSettings(
-        data_root=str(root),
-        gt_dir=str(root / "wider_face_split"),
+    data = candidate_data(
+        str(root),
         img_size=options.img_size,
         batch_size=options.batch_size,
         num_workers=data_workers(options.cpus_per_trial),

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from scrfd_search.errors import UserError
 
 _UMASK = os.umask(0)
@@ -42,6 +44,54 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write obj as indented, key-sorted JSON atomically (byte-stable for equal objects)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_text_file(
+    path: str | os.PathLike, expected: str, error: type[UserError] = UserError, missing: str | None = None
+) -> str:
+    """A UTF-8 file's text, or a one-line `error` naming the file and what was expected there."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing or 'no such file'} (expected {expected})")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (expected {expected})") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def parse_json_text(text: str, source: str, expected: str, error: type[UserError] = UserError) -> Any:
+    """JSON text parsed, or a one-line `error` naming source and line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise error(f"{source}: nested too deeply (expected {expected})") from None
+
+
+def read_json_file(
+    path: str | os.PathLike, expected: str, error: type[UserError] = UserError, missing: str | None = None
+) -> Any:
+    """A JSON file's contents, or a one-line `error` naming the file (and line) and what was expected."""
+    return parse_json_text(read_text_file(path, expected, error, missing), str(path), expected, error)
+
+
+def read_yaml_file(
+    path: str | os.PathLike, expected: str, error: type[UserError] = UserError, missing: str | None = None
+) -> Any:
+    """A YAML file's contents, or a one-line `error` naming the file (and line) and what was expected."""
+    text = read_text_file(path, expected, error, missing)
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise error(f"{path}: nested too deeply (expected {expected})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's can span lines
+        raise error(f"{where}: not valid YAML ({problem})") from None
 
 
 @contextlib.contextmanager

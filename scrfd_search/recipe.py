@@ -10,7 +10,8 @@ themselves come from torch and the `pytorch-optimizer` package and are registere
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
     ),
 }
 OPTIMIZER_NAMES = tuple(OPTIMIZERS)
+DEFAULT_OPTIMIZER = "sgd"  # the reference's
 
 
 def check_optimizer(name: Any, where: str = "--optimizer") -> str:
@@ -108,7 +110,7 @@ class Recipe:
     After construction every field is set (momentum stays None for optimisers without one).
     """
 
-    optimizer: str = "sgd"
+    optimizer: str = DEFAULT_OPTIMIZER
     lr: float | None = None
     weight_decay: float | None = None
     momentum: float | None = None
@@ -373,3 +375,20 @@ class _RecipeParser:
         if value < 0 or (positive and value == 0):
             raise self.fail(key, f"{value!r} must be {'positive' if positive else 'zero or positive'}")
         return float(value)
+
+
+LARGE_MODEL_GFLOPS = 20.0  # the reference trains its 34GF model at twice the lr of the smaller ones
+LARGE_MODEL_LR_FACTOR = 2.0
+RECIPE_FIELDS = ("optimizer", "lr", "weight_decay", "momentum")
+
+
+def full_recipe(total_gflops: float, chosen: Mapping[str, Any] | None = None) -> Recipe:
+    """The full schedule's recipe for a model of total_gflops: what was chosen (optimizer, lr, weight_decay,
+    momentum), the rest the optimizer's defaults. Without a chosen lr an SGD-family optimizer takes the
+    reference's lr for a model of that size: its base lr (0.01 for 32 images), twice that above
+    LARGE_MODEL_GFLOPS."""
+    values = {k: v for k, v in (chosen or {}).items() if k in RECIPE_FIELDS and v is not None}
+    recipe = Recipe(**values)
+    if "lr" not in values and recipe.momentum is not None and total_gflops > LARGE_MODEL_GFLOPS:
+        recipe = replace(recipe, lr=LARGE_MODEL_LR_FACTOR * recipe.info.lr)
+    return recipe

@@ -29,10 +29,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from scrfd_search.builders import build_model
 from scrfd_search.errors import UserError
 from scrfd_search.export.released_format import released_head_module, released_output_names
+from scrfd_search.head_settings import STRIDES
 from scrfd_search.io_utils import atomic_write_bytes
 from scrfd_search.space.arch import ArchSpec
 
-STRIDES = (8, 16, 32)
 SELF_CHECK_TOLERANCE = 1e-4
 SELF_CHECK_SEED = 0
 DEFAULT_CHECK_HW = (640, 640)  # used when the ONNX input has free height and width

@@ -39,7 +39,7 @@ MAX_CHILD_LINES = 40
 
 @pytest.fixture(scope="module")
 def readme_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A working folder with demo data in both README layouts: data/widerface/ (official) and
+    """A working folder with demo data in both layouts of docs/configs.md: data/widerface/ (official) and
     data/retinaface/ (labelv2.txt with landmarks, the .mat ground truth in val/gt/)."""
     work = tmp_path_factory.mktemp("user")
     wider = work / "data" / "widerface"

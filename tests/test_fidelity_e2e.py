@@ -27,7 +27,8 @@ from search_helpers import STEP1_SPACE
 from scrfd_search.search.fidelity_stats import BOOTSTRAP_RESAMPLES
 from scrfd_search.search.fidelity_store import RUNS_DIR, fidelity_dir, read_report
 from scrfd_search.search.store import ExperimentStore, ranked
-from scrfd_search.search.trial import RESULT_FILE, read_events
+from scrfd_search.search.trial import read_events
+from scrfd_search.training.files import RESULT_FILE
 
 pytestmark = pytest.mark.slow
 RUN_TIMEOUT_S = 900

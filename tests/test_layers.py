@@ -1,4 +1,4 @@
-"""The package's imports run one way: each stage imports only earlier stages (README, "Layers").
+"""The package's imports run one way: each stage imports only earlier stages (docs/development.md, "Layers").
 
 The imports are read from the source (ast), so the test also sees imports inside functions, and
 it checks that those are only the deferred imports of modules that load heavy libraries.
@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "io_utils"),
     ("space", "recipe"),
     ("flops",),
+    ("head_settings",),
     ("models", "data", "evaluation", "config_builder", "builders", "optimizers"),
     ("config_writer", "training"),
     ("sampling", "search"),

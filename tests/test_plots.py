@@ -270,3 +270,18 @@ def test_caption_counts_left_out_trials_and_title_names_budget_and_step(results:
     text = (out / "backbone_shares_s1.svg").read_text()  # SVG text is kept as text (svg.fonttype none)
     assert "n = 40 trials plotted; 3 failed or unfinished trials left out" in text
     assert "s1: 2.5 GFLOPs budget, step 1 (random)" in text
+
+
+def test_second_plot_of_a_recipe_search_reuses_its_own_folder(tmp_path: Path) -> None:
+    """A search with a `recipe:` section gets the optimizer figure; plotting it again must not refuse the folder."""
+    trials = make_store(tmp_path, "rs", budget=2.5, step=1, n=6, seed=5)
+    store = ExperimentStore(tmp_path / "rs")
+    record = {"name": "rs", "step": 1, "budget_gflops": 2.5, "tolerance": 0.02, "searcher": "random"}
+    atomic_write_json(store.experiment_file, {**record, "recipe_space": {"optimizer": ["sgd", "adamw"]}})
+    optimizers = ("sgd", "adamw")
+    store.write_trials([t.updated(recipe={"optimizer": optimizers[i % 2]}) for i, t in enumerate(trials)])
+    out = tmp_path / "figs"
+    first = plot_experiments(["rs"], out, ("png",), results_dir=tmp_path)
+    assert out / "optimizers_rs.png" in first
+    second = plot_experiments(["rs"], out, ("png",), results_dir=tmp_path)
+    assert sorted(second) == sorted(first)

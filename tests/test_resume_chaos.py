@@ -34,7 +34,8 @@ from search_helpers import STEP1_SPACE
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.search.driver import DRIVER_FILE
 from scrfd_search.search.store import ExperimentStore
-from scrfd_search.search.trial import RESULT_FILE, read_events
+from scrfd_search.search.trial import read_events
+from scrfd_search.training.files import RESULT_FILE
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("SCRFD_CHAOS_SEED", "10"))

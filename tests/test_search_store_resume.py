@@ -20,7 +20,8 @@ from scrfd_search.search.driver import DRIVER_FILE, DriverLease, live_driver
 from scrfd_search.search.experiment import VERSION
 from scrfd_search.search.resume import rebuilt_rows, reconcile
 from scrfd_search.search.store import ExperimentStore, record_from_config
-from scrfd_search.search.trial import EVENTS_FILE, RESULT_FILE, TRIAL_FILE
+from scrfd_search.search.trial import EVENTS_FILE, TRIAL_FILE
+from scrfd_search.training.files import RESULT_FILE
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -17,7 +17,8 @@ from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.recipe import Recipe
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
-from scrfd_search.training.candidate import RESULT_FILE, train_candidate
+from scrfd_search.training.candidate import train_candidate
+from scrfd_search.training.files import RESULT_FILE
 from scrfd_search.training.monitor import HISTORY_FILE, LossDivergedError, StopTraining
 
 # The acceptance candidate: a small ResNet-style detector (0.58 GFLOPs at 640x480).

@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from scrfd_search.config_builder import build_config, widerface_data
-from scrfd_search.config_writer import full_schedule, retinaface_data, write_bases, write_child
+from scrfd_search.config_builder import build_config, retinaface_data, widerface_data
+from scrfd_search.config_writer import full_schedule, write_bases, write_child
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.published import KEYPOINT_VARIANTS, RELEASED
 

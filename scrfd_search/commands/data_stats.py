@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scrfd_search.data.pipelines import LARGE_CROPS, SMALL_CROPS, dataset_config
+from scrfd_search.data.pipelines import GT_SUBDIR, LARGE_CROPS, SMALL_CROPS, dataset_config
 from scrfd_search.data.preflight import check_split
 from scrfd_search.data.stats import collect_stats, format_table, plot_png
 from scrfd_search.errors import UserError, check_seed
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def detect_layout(root: Path, split: str) -> str:
     """'wider' or 'retinaface', from which annotation file exists; UserError if neither."""
-    if (root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt").is_file():
+    if (root / GT_SUBDIR / f"wider_face_{split}_bbx_gt.txt").is_file():
         return "wider"
     if (root / split / "labelv2.txt").is_file():
         return "retinaface"

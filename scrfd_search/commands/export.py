@@ -26,7 +26,12 @@ from scrfd_search.search.fidelity_store import ties_text
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
     parser.add_argument("name", nargs="?", help="experiment name (a folder under the results dir)")
-    parser.add_argument("--arch", type=Path, default=None, help="export this ArchSpec JSON file instead of a search")
+    parser.add_argument(
+        "--arch",
+        default=None,
+        metavar="ARCH.json|NAME/KEY",
+        help="export this ArchSpec (a JSON file, a run's candidate.json, or trial KEY of search NAME) instead",
+    )
     parser.add_argument("--top", type=int, default=1, help="how many of the best trials to export (default: 1)")
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: results/NAME/export, or export/<arch stem>)"
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             checkpoint=args.checkpoint,
             recipe_flags=recipe_flags(args),
+            results_dir=args.results_dir,
         )
     else:
         out, index = export_experiment(

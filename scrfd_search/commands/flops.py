@@ -1,6 +1,7 @@
 """FLOPs and parameters of a detector, total and by component (stem, C2-C5, neck, head).
 
-The detector is given as an ArchSpec JSON file or as an mmdet config .py written by scrfd-search
+The detector is given as an ArchSpec JSON file (or a trained run's candidate.json), a trial of a search
+as NAME/KEY (e.g. s1/c0003), or an mmdet config .py written by scrfd-search
 (its ArchSpec is read from the JSON file with the same stem beside it, or from the `scrfd_arch` /
 `arch` entry that exports of earlier releases carried; a config with neither is built with mmengine
 and measured). FLOPs are
@@ -20,6 +21,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops_timed
 from scrfd_search.flops.report import COMPONENTS, DEFAULT_INPUT_SHAPE, FlopsReport
+from scrfd_search.search.store import load_arch_ref
 from scrfd_search.space.arch import ArchSpec
 
 CONFIG_ARCH_KEYS = ("scrfd_arch", "arch")
@@ -27,7 +29,9 @@ CONFIG_ARCH_KEYS = ("scrfd_arch", "arch")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
-    parser.add_argument("model", type=Path, help="an ArchSpec .json file or an mmdet config .py")
+    parser.add_argument(
+        "model", type=Path, help="an ArchSpec .json file (or a run's candidate.json), NAME/KEY, or an mmdet config .py"
+    )
     parser.add_argument(
         "--input-shape",
         type=int,
@@ -90,10 +94,10 @@ def _measure_config(path: Path, input_shape: tuple[int, int]) -> tuple[FlopsRepo
 
 def load_arch_or_none(path: Path) -> ArchSpec | None:
     """The ArchSpec a JSON or config file holds (None for a config without one)."""
+    if path.suffix == ".json" or (not path.is_file() and str(path).count("/") == 1):
+        return load_arch_ref(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such file (expected an ArchSpec .json or an mmdet config .py)")
-    if path.suffix == ".json":
-        return ArchSpec.load(path)
+        raise UserError(f"{path}: no such file (expected an ArchSpec .json, an mmdet config .py or NAME/KEY)")
     if path.suffix == ".py":
         return _config_arch(path)
     raise UserError(f"{path}: unsupported file type {path.suffix!r} (expected .json or .py)")

@@ -14,7 +14,7 @@ dynamic loss scaling), and cuDNN autotuning and pinned loader memory are on; the
 training throughput (images/s) and peak memory (GPU memory on a GPU, else the process's).
 
 Before anything starts the annotations are parsed and every listed image is decoded (an unreadable
-image is refused, named; see the README's data rule). A work dir holding a checkpoint of an unfinished
+image is refused, named; see docs/store.md, "Bad input"). A work dir holding a checkpoint of an unfinished
 run of the same candidate is resumed automatically; a finished or unrelated non-empty work dir is
 refused unless --force (which trains afresh into it). A run that fails before its first checkpoint
 leaves no work dir behind.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from typing import Any
 
 from scrfd_search.commands.recipe_flags import add_recipe_arguments
 from scrfd_search.config_builder import DataSettings, Schedule
@@ -32,14 +33,21 @@ from scrfd_search.data.preflight import check_split
 from scrfd_search.errors import UserError, check_seed
 from scrfd_search.export.checkpoints import load_detector
 from scrfd_search.io_utils import check_writable
-from scrfd_search.recipe import Recipe
-from scrfd_search.space.arch import ArchSpec
-from scrfd_search.training.data_checks import check_data, warmup_iters_for
+from scrfd_search.recipe import DEFAULT_OPTIMIZER, Recipe
+from scrfd_search.search.store import arch_ref_stem, load_arch_ref
+from scrfd_search.training.data_checks import check_data
+from scrfd_search.training.files import RESULT_FILE, has_checkpoint
+from scrfd_search.training.settings import candidate_data, candidate_schedule
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the architecture, data, schedule and runtime options."""
-    parser.add_argument("--arch", required=True, metavar="ARCH.json", help="ArchSpec JSON file to train")
+    parser.add_argument(
+        "--arch",
+        required=True,
+        metavar="ARCH.json|NAME/KEY",
+        help="the architecture: an ArchSpec JSON file, a run's candidate.json, or trial KEY of search NAME",
+    )
     parser.add_argument("--data", required=True, metavar="DIR", help="WIDER FACE folder (official layout)")
     parser.add_argument("--gt", metavar="DIR", help="folder of the val .mat files (default DIR/wider_face_split)")
     parser.add_argument("--epochs", type=int, default=80, help="training epochs (default 80, the search's)")
@@ -92,8 +100,6 @@ def _existing(path: Path) -> Path:
 
 def work_dir_mode(work_dir: Path, force: bool) -> bool:
     """Whether to resume in work_dir: yes for an unfinished run; a finished or unrelated one needs --force."""
-    from scrfd_search.training.candidate import RESULT_FILE  # mmengine
-
     if not work_dir.exists():
         return False
     if not work_dir.is_dir():
@@ -102,45 +108,44 @@ def work_dir_mode(work_dir: Path, force: bool) -> bool:
         return False
     if (work_dir / RESULT_FILE).is_file():
         raise UserError(f"--work-dir: {work_dir} holds a finished run ({RESULT_FILE}); use --force to train afresh")
-    if (work_dir / "last_checkpoint").is_file():
+    if has_checkpoint(work_dir):
         return True
     raise UserError(f"--work-dir: {work_dir} is not empty and holds no run to resume; use --force or another folder")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check every input, train, print the AP and the path of result.json."""
-    from scrfd_search.training.candidate import RESULT_FILE, train_candidate  # torch/mmengine
-
-    check_seed(args.seed)
-    arch_path = Path(args.arch)
-    arch = ArchSpec.load(arch_path)
-    recipe = Recipe(args.optimizer or "sgd", args.lr, args.weight_decay, args.momentum)
+def training_plan(args: argparse.Namespace) -> tuple[DataSettings, Schedule]:
+    """The data settings and schedule these flags train with: a search trial's, by the same constructor."""
     for name in ("--epochs", "--val-interval", "--max-train-images", "--max-val-images"):
         _check_positive(name, getattr(args, name.lstrip("-").replace("-", "_")))
-    data_root = Path(args.data)
-    data = DataSettings(
-        data_root=str(data_root),
-        gt_dir=str(Path(args.gt) if args.gt else data_root / "wider_face_split"),
+    data = candidate_data(
+        str(args.data),
         img_size=args.img_size,
         batch_size=args.batch_size,
         num_workers=args.workers,
+        gt_dir=str(args.gt) if args.gt else None,
         max_train_images=args.max_train_images,
         max_val_images=args.max_val_images,
     )
     check_data(data)
+    recipe = Recipe(args.optimizer or DEFAULT_OPTIMIZER, args.lr, args.weight_decay, args.momentum)
+    return data, candidate_schedule(data, args.epochs, recipe, args.val_interval, args.warmup_iters)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every input, train, print the AP and the path of result.json."""
+    from scrfd_search.training.candidate import train_candidate  # torch/mmengine
+
+    check_seed(args.seed)
+    arch = load_arch_ref(args.arch)
+    data, schedule = training_plan(args)
     if args.load_from is not None:
         # load strictly once here: mmengine's load_from only warns about layers that do not fit
         load_detector(arch, _existing(args.load_from))
-    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_path.stem
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / arch_ref_stem(args.arch)
     resume = work_dir_mode(work_dir, args.force)
     check_writable(work_dir, "--work-dir")
     for split in ("train", "val"):
-        check_split(data_root, split, data.layout)
-    warmup = args.warmup_iters if args.warmup_iters is not None else warmup_iters_for(data, args.epochs)
-    # the same recipe as a search trial: the reference trains candidates at lr 0.01 for 8 images, unscaled
-    schedule = Schedule(
-        epochs=args.epochs, recipe=recipe, base_batch_size=None, warmup_iters=warmup, val_interval=args.val_interval
-    )
+        check_split(Path(args.data), split, data.layout)
     created = not work_dir.exists()
     try:
         result = train_candidate(
@@ -156,9 +161,15 @@ def run(args: argparse.Namespace) -> int:
             load_from=args.load_from,
         )
     except BaseException:
-        if created and not (work_dir / "last_checkpoint").exists():  # nothing worth keeping yet
+        if created and not has_checkpoint(work_dir):  # nothing worth keeping yet
             shutil.rmtree(work_dir, ignore_errors=True)
         raise
+    _print_result(result, schedule.recipe, work_dir)
+    return 0
+
+
+def _print_result(result: Any, recipe: Recipe, work_dir: Path) -> None:
+    """The APs, throughput and memory of a finished run, and where its result.json is."""
     aps = "  ".join(
         f"{subset} {'n/a' if value is None else f'{100 * value:.2f}'}"
         for subset, value in (("easy", result.easy), ("medium", result.medium), ("hard", result.hard))
@@ -167,4 +178,3 @@ def run(args: argparse.Namespace) -> int:
     rate = "n/a" if result.images_per_s is None else f"{result.images_per_s:.1f}"
     print(f"training: {rate} images/s, peak memory {result.peak_memory_mib:.0f} MiB")
     print(f"result: {work_dir / RESULT_FILE}")
-    return 0

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.io
 
 from scrfd_search.data.demo_scene import EVENTS, DemoFace, DemoImage, load_face_sizes
+from scrfd_search.data.pipelines import GT_SUBDIR
 from scrfd_search.evaluation.ground_truth import SUBSETS
 
 MAT_HEADER = b"MATLAB 5.0 MAT-file, written by scrfd-search demo-data (synthetic WIDER FACE ground truth)"
@@ -143,7 +144,7 @@ def write_split(root: Path, split: str, images: list[DemoImage]) -> None:
     """Images, the official text file, the RetinaFace labelv2.txt (images linked, not copied)."""
     for im in images:
         write_file(root / f"WIDER_{split}" / "images" / im.rel_path, im.jpeg)
-    write_file(root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt", wider_txt(images))
+    write_file(root / GT_SUBDIR / f"wider_face_{split}_bbx_gt.txt", wider_txt(images))
     write_file(root / split / "labelv2.txt", retinaface_txt(images))
     os.symlink(os.path.join("..", f"WIDER_{split}", "images"), root / split / "images")
 
@@ -151,7 +152,7 @@ def write_split(root: Path, split: str, images: list[DemoImage]) -> None:
 def write_val_mats(root: Path, images: list[DemoImage]) -> None:
     """The four evaluation ground-truth files, beside the text annotations."""
     stats = load_face_sizes()
-    folder = root / "wider_face_split"
+    folder = root / GT_SUBDIR
     write_file(folder / "wider_face_val.mat", mat_bytes(val_mat_dict(images)))
     for subset in SUBSETS:
         write_file(folder / f"wider_{subset}_val.mat", mat_bytes(subset_mat_dict(images, subset, stats)))

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scrfd_search.data.annotations import ImageAnnotation, parse_retinaface_txt, parse_wider_txt
+from scrfd_search.data.pipelines import GT_SUBDIR
 from scrfd_search.errors import UserError
 
 MAX_NAMED = 5
@@ -58,7 +59,7 @@ def split_annotations(data_root: str | os.PathLike, split: str, layout: str) -> 
     """The annotation file of one split and its parsed records (UserError file:line on a bad one)."""
     root = Path(data_root)
     if layout == "wider":
-        ann = root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+        ann = root / GT_SUBDIR / f"wider_face_{split}_bbx_gt.txt"
         return ann, parse_wider_txt(ann)
     ann = root / split / "labelv2.txt"
     return ann, parse_retinaface_txt(ann)

@@ -17,14 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from scrfd_search.data.pipelines import train_pipeline
+from scrfd_search.head_settings import ANCHOR_GENERATOR, ATSS_TOPK, STRIDES
 
 SIZE_BIN_EDGES = (8, 16, 32, 64, 128)
 SIZE_BIN_LABELS = ("<8", "8-16", "16-32", "32-64", "64-128", ">=128")
-STRIDES = (8, 16, 32)
-ANCHOR_GENERATOR = dict(
-    type="AnchorGenerator", ratios=[1.0], scales=[1, 2], base_sizes=[16, 64, 256], strides=list(STRIDES)
-)
-ATSS_TOPK = 9
 # Transforms that change no box: left out of the statistics pipeline.
 BOX_NEUTRAL_TRANSFORMS = ("PhotoMetricDistortion", "DrawPhotoMetricDistortion", "PackFaceInputs")
 

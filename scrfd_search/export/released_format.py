@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-STRIDES = (8, 16, 32)
+from scrfd_search.head_settings import STRIDES
+
 # The released models' output groups (insightface's SCRFD runtime reads them in this order).
 OUTPUT_GROUPS = ("score", "bbox", "kps")
 OUTPUT_CHANNELS = {"score": 1, "bbox": 4, "kps": 10}

@@ -13,7 +13,7 @@ from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import FlopsReport
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.fidelity_store import ties_with_best
-from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
+from scrfd_search.search.store import ExperimentStore, TrialRecord, arch_ref_stem, load_arch_ref, ranked, store_path
 from scrfd_search.space.arch import ArchSpec
 
 
@@ -117,11 +117,12 @@ def experiment_ties(name: str, results_dir: str | os.PathLike | None = None) -> 
     return ties_with_best(store.path, store.read_trials())
 
 
-def item_from_arch(path: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> ExportItem:
-    """One ArchSpec JSON file (and optionally its trained or imported checkpoint) as an export item."""
-    path = Path(path)
-    arch = ArchSpec.load(path)
-    stem = safe_name(path.stem)
+def item_from_arch(
+    ref: str | os.PathLike, checkpoint: str | os.PathLike | None = None, results_dir: str | os.PathLike | None = None
+) -> ExportItem:
+    """One ArchSpec (a JSON file or a trial NAME/KEY; optionally its trained or imported checkpoint) as an item."""
+    arch = load_arch_ref(ref, results_dir)
+    stem = safe_name(arch_ref_stem(ref))
     ckpt = None
     if checkpoint is not None:
         ckpt = Path(checkpoint)

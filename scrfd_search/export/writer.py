@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.config_writer import (
-    RECIPE_FIELDS,
     WIDERFACE_DATA_ROOT,
     full_config,
-    full_recipe,
     write_bases,
     write_child,
 )
@@ -32,7 +30,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.export.onnx_file import write_onnx
 from scrfd_search.export.selection import ExportItem, experiment_ties, item_from_arch, items_from_experiment
 from scrfd_search.io_utils import atomic_write_json, check_writable, staged_folder
-from scrfd_search.recipe import OPTIMIZERS, Recipe
+from scrfd_search.recipe import DEFAULT_OPTIMIZER, OPTIMIZERS, RECIPE_FIELDS, Recipe, full_recipe
 from scrfd_search.search.store import store_path
 
 INDEX_FILE = "export.json"
@@ -42,17 +40,17 @@ def export_recipe(item: ExportItem, flags: dict[str, Any] | None = None) -> Reci
     """The recipe an exported config trains with: the export's flags, else the trial's choices, else defaults.
 
     A flag naming another optimizer than the trial's drops the trial's numbers (they belong to its
-    optimizer); what stays unchosen follows config_writer.full_recipe (the reference's lr by model size).
+    optimizer); what stays unchosen follows recipe.full_recipe (the reference's lr by model size).
     """
     chosen = dict(item.recipe or {})
     given = {k: v for k, v in (flags or {}).items() if k in RECIPE_FIELDS and v is not None}
-    if given.get("optimizer", chosen.get("optimizer")) != chosen.get("optimizer", "sgd"):
+    if given.get("optimizer", chosen.get("optimizer")) != chosen.get("optimizer", DEFAULT_OPTIMIZER):
         chosen = {}
     chosen.update(given)
-    optimizer = chosen.get("optimizer", "sgd")
+    optimizer = chosen.get("optimizer", DEFAULT_OPTIMIZER)
     if "momentum" not in given and optimizer in OPTIMIZERS and OPTIMIZERS[optimizer].momentum is None:
         chosen.pop("momentum", None)
-    return full_recipe(item.arch, chosen)
+    return full_recipe(item.flops.total_gflops, chosen)
 
 
 def _header(item: ExportItem, data_root: str, recipe: Recipe) -> str:
@@ -184,9 +182,10 @@ def export_arch(
     force: bool = False,
     checkpoint: str | os.PathLike | None = None,
     recipe_flags: dict[str, Any] | None = None,
+    results_dir: str | os.PathLike | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Export one ArchSpec file (default out: export/<file stem>); the folder and export.json."""
-    item = item_from_arch(arch_path, checkpoint)
+    """Export one ArchSpec file or trial NAME/KEY (default out: export/<stem>); the folder and export.json."""
+    item = item_from_arch(arch_path, checkpoint, results_dir)
     dest = Path(out) if out is not None else Path("export") / item.stem
     source = {"arch_file": str(arch_path)}
     return dest, write_export(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from scrfd_search.space.search_space import DEFAULT_INPUT_SHAPE
+
 COMPONENTS = ("stem", "c2", "c3", "c4", "c5", "neck", "head")
 BACKBONE_COMPONENTS = COMPONENTS[:5]
-DEFAULT_INPUT_SHAPE = (480, 640)  # (H, W): VGA, the paper's FLOPs convention
 
 
 @dataclass(frozen=True)

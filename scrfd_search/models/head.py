@@ -26,17 +26,9 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from scrfd_search.head_settings import ANCHOR_GENERATOR, LOSS_BBOX, LOSS_CLS, LOSS_KPS
+
 NUM_KEYPOINTS = 5
-ANCHOR_GENERATOR = {
-    "type": "AnchorGenerator",
-    "ratios": [1.0],
-    "scales": [1, 2],
-    "base_sizes": [16, 64, 256],
-    "strides": [8, 16, 32],
-}
-LOSS_CLS = {"type": "QualityFocalLoss", "use_sigmoid": True, "beta": 2.0, "loss_weight": 1.0}
-LOSS_BBOX = {"type": "DIoULoss", "loss_weight": 2.0}
-LOSS_KPS = {"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 0.1}
 HEAD_INIT = {
     "type": "Normal",
     "layer": "Conv2d",
@@ -72,6 +64,11 @@ class SCRFDHead(AnchorHead):
         box_scale: a learnable Scale per stride multiplies the box distances (the reference's
             scale_mode; its 0.5GF keypoint model has none).
     """
+
+    # Two helpers of mmdet's GFLHead (also an ATSS head) that read none of GFLHead's own state: this head
+    # derives from AnchorHead and takes just these two as its own methods.
+    anchor_center = GFLHead.anchor_center
+    get_num_level_anchors_inside = GFLHead.get_num_level_anchors_inside
 
     def __init__(
         self,
@@ -187,7 +184,7 @@ class SCRFDHead(AnchorHead):
             anchors, valid_flags, img_meta["img_shape"][:2], self.train_cfg.get("allowed_border", -1)
         )
         priors = InstanceData(priors=anchors[inside])
-        level_inside = GFLHead.get_num_level_anchors_inside(self, num_level_anchors, inside)
+        level_inside = self.get_num_level_anchors_inside(num_level_anchors, inside)
         assign_result = self.assigner.assign(priors, level_inside, gt_instances, gt_instances_ignore)
         sampling = self.sampler.sample(assign_result, priors, gt_instances)
 
@@ -229,42 +226,32 @@ class SCRFDHead(AnchorHead):
         batch_gt_instances_ignore: list[InstanceData | None] | None = None,
         kps_preds: list[Tensor] | None = None,
     ) -> dict[str, Tensor]:
-        """QFL (IoU-quality targets), DIoU on positives and Smooth L1 on visible landmarks."""
-        num_imgs = len(batch_img_metas)
-        device = cls_scores[0].device
-        featmap_sizes = [c.shape[-2:] for c in cls_scores]
-        anchor_list, valid_list = self.get_anchors(featmap_sizes, batch_img_metas, device=device)
-        num_level_anchors = [a.size(0) for a in anchor_list[0]]
-        anchors = torch.cat(anchor_list[0])
-        strides = torch.cat(
-            [
-                anchors.new_full((n,), float(s[0]))
-                for n, s in zip(num_level_anchors, self.prior_generator.strides, strict=True)
-            ]
-        )
-        if batch_gt_instances_ignore is None:
-            batch_gt_instances_ignore = [None] * num_imgs
-        per_image = [
-            self._image_targets(anchors, torch.cat(valid), num_level_anchors, gt, meta, ignore)
-            for valid, gt, meta, ignore in zip(
-                valid_list, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore, strict=True
-            )
-        ]
-        labels, label_weights, bbox_targets, kps_targets, kps_weights = (
-            torch.cat(t) for t in list(zip(*per_image, strict=True))[:5]
-        )
-        num_pos = torch.stack([t[5] for t in per_image])
-        anchors = anchors.repeat(num_imgs, 1)
-        strides = strides.repeat(num_imgs)
-        cls_score = _flatten_levels(cls_scores, self.cls_out_channels)
-        bbox_pred = _flatten_levels(bbox_preds, 4)
+        """QFL (IoU-quality targets), DIoU on positives and Smooth L1 on visible landmarks.
 
+        Args:
+            cls_scores: per level, (N, A * C, H, W) class logits (A anchors per location, C classes).
+            bbox_preds: per level, (N, A * 4, H, W) distances to the box sides, in units of the stride.
+            batch_gt_instances: per image, `bboxes` (G, 4) and `labels` (G,), with `keypoints` (G, 5, 3)
+                when the head predicts landmarks.
+            batch_img_metas: per image, its meta information (`img_shape`, ...).
+            batch_gt_instances_ignore: per image, faces to ignore (ATSS's ignore_iof_thr), or None.
+            kps_preds: per level, (N, A * 10, H, W) landmark offsets from the anchor centre, in strides.
+
+        Returns:
+            loss_cls, loss_bbox and (with landmarks) loss_kps, each a scalar tensor.
+        """
+        anchors, strides, targets = self._batch_targets(
+            cls_scores, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore
+        )
+        labels, label_weights, bbox_targets, kps_targets, kps_weights, num_pos = targets
+        cls_score = _flatten_levels(cls_scores, self.cls_out_channels)  # (N * sum(H*W*A), C)
+        bbox_pred = _flatten_levels(bbox_preds, 4)  # (N * sum(H*W*A), 4)
         pos = ((labels >= 0) & (labels < self.num_classes)).nonzero().squeeze(1)
         quality = label_weights.new_zeros(labels.shape)
         losses = {}
         if len(pos) > 0:
             pos_strides = strides[pos, None]
-            centers = GFLHead.anchor_center(self, anchors[pos]) / pos_strides
+            centers = self.anchor_center(anchors[pos]) / pos_strides
             pos_pred_boxes = self.bbox_coder.decode(centers, bbox_pred[pos])
             pos_target_boxes = bbox_targets[pos] / pos_strides
             quality[pos] = bbox_overlaps(pos_pred_boxes.detach(), pos_target_boxes, is_aligned=True).clamp(0, 1)
@@ -288,6 +275,41 @@ class SCRFDHead(AnchorHead):
         num_pos_avg = reduce_mean(num_pos.sum()).clamp(min=1.0).item()
         losses["loss_cls"] = self.loss_cls(cls_score, (labels, quality), weight=label_weights, avg_factor=num_pos_avg)
         return losses
+
+    def _batch_targets(
+        self,
+        cls_scores: list[Tensor],
+        batch_gt_instances: list[InstanceData],
+        batch_img_metas: list[dict],
+        batch_gt_instances_ignore: list[InstanceData | None] | None,
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        """Anchors (N * M, 4), their strides (N * M,) and the ATSS targets of the whole batch, image-major.
+
+        M is the anchors of one image over all levels. The targets are labels (N * M,), label weights
+        (N * M,), box targets (N * M, 4), keypoint targets and weights (N * M, 10), and positives per image (N,).
+        """
+        num_imgs = len(batch_img_metas)
+        featmap_sizes = [c.shape[-2:] for c in cls_scores]
+        anchor_list, valid_list = self.get_anchors(featmap_sizes, batch_img_metas, device=cls_scores[0].device)
+        num_level_anchors = [a.size(0) for a in anchor_list[0]]
+        anchors = torch.cat(anchor_list[0])
+        strides = torch.cat(
+            [
+                anchors.new_full((n,), float(s[0]))
+                for n, s in zip(num_level_anchors, self.prior_generator.strides, strict=True)
+            ]
+        )
+        if batch_gt_instances_ignore is None:
+            batch_gt_instances_ignore = [None] * num_imgs
+        per_image = [
+            self._image_targets(anchors, torch.cat(valid), num_level_anchors, gt, meta, ignore)
+            for valid, gt, meta, ignore in zip(
+                valid_list, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore, strict=True
+            )
+        ]
+        targets = tuple(torch.cat(t) for t in list(zip(*per_image, strict=True))[:5])
+        num_pos = torch.stack([t[5] for t in per_image])
+        return anchors.repeat(num_imgs, 1), strides.repeat(num_imgs), (*targets, num_pos)
 
     # Inference ----------------------------------------------------------------------------------
 
@@ -343,7 +365,7 @@ class SCRFDHead(AnchorHead):
             kept["labels"].append(labels)
             for key, value in extras.items():
                 kept[key].append(value)
-        centers = GFLHead.anchor_center(self, torch.cat(kept["priors"]))
+        centers = self.anchor_center(torch.cat(kept["priors"]))
         height, width = img_meta["img_shape"][:2]
         results = InstanceData()
         results.bboxes = self.bbox_coder.decode(centers, torch.cat(kept["boxes"]), max_shape=(height, width))

@@ -15,6 +15,7 @@ from scrfd_search.io_utils import atomic_write_bytes, atomic_write_text, check_w
 from scrfd_search.plots.data import BEST_FRACTION, StoreView, load_views, pareto_front
 from scrfd_search.plots.fidelity_figure import fidelity_figure
 from scrfd_search.plots.figures import (
+    FIGURE_STEMS,
     backbone_share_figure,
     budget_distribution_figure,
     detector_share_figure,
@@ -52,8 +53,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def draw_all(views: Sequence[StoreView], store_dirs: Sequence[Path] | None = None) -> list[Drawn]:
     """Every figure for these experiments: three per experiment with trials (a fourth, hard AP by optimizer,
-    where the search sampled a recipe; one more, trial vs long-run AP, where `fidelity` reported), then
-    the cross-experiment ones."""
+    where the search sampled a recipe; one more, trial vs long-run AP, where `fidelity` reported on it),
+    then the cross-experiment ones."""
     drawn: list[Drawn] = []
     for i, view in enumerate(views):
         if view.trials:
@@ -67,15 +68,10 @@ def draw_all(views: Sequence[StoreView], store_dirs: Sequence[Path] | None = Non
     return drawn
 
 
-# what `plot` writes: per-experiment figures named <prefix><experiment>, then the cross-experiment ones
-FIGURE_PREFIXES = ("backbone_shares_", "shallow_share_", "detector_shares_", "edf_hard_ap", "budget_distribution")
-FIGURE_PREFIXES += ("pareto_hard_ap_gflops", "fidelity_")
-
-
 def _is_our_figure(name: str) -> bool:
     """Whether a file name is one `plot` writes (a figure or its CSV)."""
     stem, _, ext = name.rpartition(".")
-    return ext in ("csv", *FORMATS) and stem.startswith(FIGURE_PREFIXES)
+    return ext in ("csv", *FORMATS) and stem.startswith(tuple(FIGURE_STEMS))
 
 
 def check_plot_folder(out: Path, force: bool) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.plots.data import StoreView
+from scrfd_search.plots.figures import figure_stem
 from scrfd_search.plots.style import COLUMN_WIDTH_IN, Drawn, caption, new_figure, store_color, style_context
 from scrfd_search.search.fidelity_store import read_report
 
@@ -42,11 +43,15 @@ def fidelity_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def fidelity_figure(view: StoreView, store_dir: Path) -> Drawn | None:
-    """Trial hard AP (x) against the mean long-run hard AP (y), bars from the lowest to the highest seed;
-    tau in the title. None when `fidelity` has not reported on this search."""
+    """The fidelity figure of a search (None when `fidelity` has not reported on it)."""
     data = read_report(store_dir)
-    if data is None:
-        return None
+    return None if data is None else trial_vs_long_run_figure(view, data)
+
+
+@figure_stem("fidelity_")
+def trial_vs_long_run_figure(view: StoreView, data: dict[str, Any]) -> Drawn:
+    """Trial hard AP (x) against the mean long-run hard AP (y), bars from the lowest to the highest seed;
+    tau in the title."""
     rows = fidelity_rows(data)
     ranking = data["report"]["ranking"]
     with style_context():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -48,6 +49,29 @@ SEGMENT_LABEL_MIN = 7.0  # % of a bar: smaller segments are not labelled inside
 # Published models are drawn when their GFLOPs lie within this factor of the searched range, so that
 # a 0.5 GF search is not squeezed into a corner by the 34 GF model.
 PUBLISHED_RANGE_FACTOR = 3.0
+# Every file `plot` writes starts with one of these stems; a second `plot` into the same folder accepts
+# exactly those files (plots.check_plot_folder), so the stems come from the figure functions themselves.
+FIGURE_STEMS: list[str] = []
+
+
+def figure_stem(stem: str) -> Callable[[Callable[..., Drawn]], Callable[..., Drawn]]:
+    """Declare the file stem (per-experiment figures: its prefix) of what a figure function draws."""
+
+    def declare(draw: Callable[..., Drawn]) -> Callable[..., Drawn]:
+        FIGURE_STEMS.append(stem)
+
+        @functools.wraps(draw)
+        def drawn_with_stem(*args: Any, **kwargs: Any) -> Drawn:
+            drawn = draw(*args, **kwargs)
+            if not drawn.stem.startswith(stem):
+                raise AssertionError(f"{draw.__name__} drew {drawn.stem!r}, declared {stem!r}")
+            return drawn
+
+        return drawn_with_stem
+
+    return declare
+
+
 PUBLISHED_LABELS = {
     "scrfd_500m": "SCRFD-0.5GF",
     "scrfd_2.5g": "SCRFD-2.5GF",
@@ -112,6 +136,7 @@ def _trial_row(view: StoreView, rank: int, trial: TrialRecord) -> dict[str, Any]
 TRIAL_COLUMNS = ("store", "rank", "trial_id", "hard_ap_pct", "backbone_gflops", "total_gflops", "best")
 
 
+@figure_stem("backbone_shares_")
 def backbone_share_figure(view: StoreView) -> Drawn:
     """Paper fig. 5: hard AP against each backbone part's share of backbone GFLOPs, one panel per part."""
     columns = (*TRIAL_COLUMNS, *(f"{c}_pct_of_backbone" for c in BACKBONE_COMPONENTS))
@@ -134,6 +159,7 @@ def backbone_share_figure(view: StoreView) -> Drawn:
     return Drawn(f"backbone_shares_{view.name}", fig, columns, rows)
 
 
+@figure_stem("shallow_share_")
 def shallow_share_figure(view: StoreView) -> Drawn:
     """Paper fig. 6: hard AP against the shallow (stem + C2 + C3) share of backbone GFLOPs."""
     best_mean = pct(sum(shallow_share(t) for t in view.best) / len(view.best))
@@ -168,6 +194,7 @@ def shallow_share_figure(view: StoreView) -> Drawn:
     return Drawn(f"shallow_share_{view.name}", fig, columns, rows)
 
 
+@figure_stem("detector_shares_")
 def detector_share_figure(view: StoreView) -> Drawn:
     """Paper fig. 9: hard AP against backbone, neck and head shares of the whole detector's GFLOPs."""
     with style_context():
@@ -188,6 +215,7 @@ def detector_share_figure(view: StoreView) -> Drawn:
     return Drawn(f"detector_shares_{view.name}", fig, columns, rows)
 
 
+@figure_stem("edf_hard_ap")
 def edf_figure(views: Sequence[StoreView]) -> Drawn:
     """RegNet-style empirical distribution of hard AP, one curve per experiment."""
     columns = ("store", "budget_gflops", "step", "searcher", "trial_id", "hard_ap_pct", "edf")
@@ -257,6 +285,7 @@ def _stacked_bars(ax: Axes, labels: list[str], shares: list[dict[str, float]], k
     ax.grid(axis="y", visible=False)
 
 
+@figure_stem("budget_distribution")
 def budget_distribution_figure(views: Sequence[StoreView]) -> Drawn:
     """Paper figs 7/8: mean computation shares of each budget's best models, as stacked bars."""
     groups = _budget_groups(views)
@@ -293,6 +322,7 @@ def budget_distribution_figure(views: Sequence[StoreView]) -> Drawn:
     return Drawn("budget_distribution", fig, columns, rows)
 
 
+@figure_stem("pareto_hard_ap_gflops")
 def pareto_figure(views: Sequence[StoreView]) -> Drawn:
     """Hard AP against total GFLOPs over all experiments, with the Pareto front (max AP at <= GFLOPs)."""
     points = [(view, t) for view in views for t in view.trials]
@@ -378,6 +408,7 @@ def recipe_of(view: StoreView, trial: TrialRecord) -> dict[str, Any]:
     return trial.recipe or view.settings.recipe or {}
 
 
+@figure_stem("optimizers_")
 def optimizer_figure(view: StoreView) -> Drawn:
     """Hard AP by optimizer (one column of trials per optimizer, its median marked) and against lr.
 

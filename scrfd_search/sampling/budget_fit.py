@@ -11,15 +11,11 @@ In step 1 the neck and head are fixed, and this reduces to a plain budget check.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from itertools import product
 
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import FlopsReport
-from scrfd_search.space.arch import ArchSpec, NeckSpec
-from scrfd_search.space.search_space import IntRange, SearchSpace
-
-NeckHead = tuple[int, int, int]  # (neck channels, head convs, head width)
+from scrfd_search.space.arch import ArchSpec
+from scrfd_search.space.search_space import IntRange, NeckHead, SearchSpace
 
 
 def _position(r: IntRange, value: int) -> float:
@@ -27,11 +23,11 @@ def _position(r: IntRange, value: int) -> float:
     return (value - r.min) / r.step
 
 
-def neck_head_options(space: SearchSpace, arch: ArchSpec) -> list[NeckHead]:
-    """Every neck/head setting of the space, nearest to arch's first (ties broken by the values)."""
+def nearest_neck_heads(space: SearchSpace, arch: ArchSpec) -> list[NeckHead]:
+    """Every neck/head setting of the space (SearchSpace.neck_head_options), nearest to arch's first."""
     ranges = (space.neck_channels, space.head_num_convs, space.head_width)
     current = (arch.neck.channels, arch.head.num_convs, arch.head.width)
-    options = list(product(*(r.values() for r in ranges)))
+    options = space.neck_head_options()
 
     def distance(option: NeckHead) -> tuple[float, NeckHead]:
         """Manhattan distance in range steps, then the values themselves."""
@@ -41,12 +37,6 @@ def neck_head_options(space: SearchSpace, arch: ArchSpec) -> list[NeckHead]:
     return sorted(options, key=distance)
 
 
-def with_neck_head(arch: ArchSpec, option: NeckHead) -> ArchSpec:
-    """arch with another neck width and head depth/width (backbone unchanged)."""
-    neck, convs, width = option
-    return replace(arch, neck=NeckSpec(neck), head=replace(arch.head, num_convs=convs, width=width))
-
-
 def fit_neck_head(
     space: SearchSpace,
     arch: ArchSpec,
@@ -54,8 +44,8 @@ def fit_neck_head(
     taken: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> tuple[ArchSpec, FlopsReport] | None:
     """The nearest variant of arch (same backbone) that accept() takes and is not taken, or None."""
-    for option in neck_head_options(space, arch):
-        candidate = with_neck_head(arch, option)
+    for option in nearest_neck_heads(space, arch):
+        candidate = space.with_neck_head(arch, option)
         if candidate.key() in taken:
             continue
         flops = count_flops(candidate, space.input_shape)

@@ -179,8 +179,8 @@ def backbone_window(space: SearchSpace, options: list[NeckHead], low: float, hig
     narrowest, widest = (
         Backbone(space.stem_width.min, tuple(r.min for r in space.depth), w) for w in _width_extremes(space)
     )
-    cheapest = min(_neck_head_gflops(space, narrowest, o, count_flops) for o in options)
-    dearest = max(_neck_head_gflops(space, widest, o, count_flops) for o in options)
+    cheapest = min(_neck_head_gflops(space, narrowest, o) for o in options)
+    dearest = max(_neck_head_gflops(space, widest, o) for o in options)
     return low - dearest, high - cheapest
 
 
@@ -189,9 +189,9 @@ def _width_extremes(space: SearchSpace) -> tuple[tuple[int, ...], tuple[int, ...
     return tuple(sorted(r.min for r in space.width)), tuple(sorted(r.max for r in space.width))
 
 
-def _neck_head_gflops(space: SearchSpace, backbone: Backbone, option: NeckHead, count: Callable) -> float:
+def _neck_head_gflops(space: SearchSpace, backbone: Backbone, option: NeckHead) -> float:
     """GFLOPs of the neck and head of one setting on this backbone."""
-    report = count(space.build(backbone, option), space.input_shape)
+    report = count_flops(space.build(backbone, option), space.input_shape)
     return report.gflops["neck"] + report.gflops["head"]
 
 

@@ -11,7 +11,6 @@ export and plot read what it holds; resume refuses it (its trials are keyed diff
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, fields, replace
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError
+from scrfd_search.io_utils import read_json_file
 from scrfd_search.search.settings import SearchSettings
 
 VERSION = 2
@@ -157,18 +157,7 @@ def parse_experiment(data: Any, store_dir: Path, source: str) -> ExperimentRecor
 
 def read_experiment_file(path: Path) -> ExperimentRecord:
     """Read and validate experiment.json at path (its folder is the store)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (expected experiment.json as written by `launch`)") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise UserError(f"{path}: nested too deeply to be experiment.json") from None
+    data = read_json_file(path, "experiment.json as written by `launch`")
     return parse_experiment(data, path.parent, str(path))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from scrfd_search.errors import UserError
 from scrfd_search.evaluation.ground_truth import SUBSETS
+from scrfd_search.io_utils import read_json_file
 from scrfd_search.search.checks import (
     check_data_contents,
     check_data_root,
@@ -113,15 +114,11 @@ def _readable_rows(store: ExperimentStore, name: str) -> list[TrialRecord]:
 def _stored_candidates(store: ExperimentStore) -> list[dict[str, Any]]:
     """The candidates the launch drew (candidates.json), checked."""
     path = store.path / CANDIDATES_FILE
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-        configs = data["candidates"]
-        if not isinstance(configs, list) or not all(isinstance(c, dict) and "trial_key" in c for c in configs):
-            raise TypeError
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing (the random searcher's candidates); launch the search again") from None
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        raise UserError(f"{path}: not the candidates list `launch` writes; launch the search again") from None
+    expected = "the candidates list `launch` writes; launch the search again"
+    data = read_json_file(path, expected, missing="missing (the random searcher's candidates)")
+    configs = data.get("candidates") if isinstance(data, dict) else None
+    if not isinstance(configs, list) or not all(isinstance(c, dict) and "trial_key" in c for c in configs):
+        raise UserError(f"{path}: not {expected}")
     return configs
 
 

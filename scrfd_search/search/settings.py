@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError, check_seed
-from scrfd_search.recipe import Recipe
+from scrfd_search.recipe import DEFAULT_OPTIMIZER, Recipe
 
 SEARCHERS = ("random", "optuna")
 SCHEDULERS = ("fifo", "asha")
@@ -91,7 +91,7 @@ class SearchSettings:
 
     def recipe(self, optimizer: str | None = None) -> Recipe:
         """The launch's recipe: --optimizer (or the given default) with --lr/--weight-decay/--momentum."""
-        return Recipe(self.optimizer or optimizer or "sgd", self.lr, self.weight_decay, self.momentum)
+        return Recipe(self.optimizer or optimizer or DEFAULT_OPTIMIZER, self.lr, self.weight_decay, self.momentum)
 
     @property
     def path(self) -> Path:

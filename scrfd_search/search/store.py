@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 from scrfd_search.errors import UserError
 from scrfd_search.flops.report import FlopsReport
-from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.io_utils import atomic_write_json, read_json_file
 from scrfd_search.recipe import Recipe
 from scrfd_search.search.experiment import ExperimentRecord, read_experiment_file
 from scrfd_search.search.settings import TRIALS_DIR
@@ -182,7 +181,7 @@ class ExperimentStore:
         """All rows, in the order they were first recorded."""
         if not self.leaderboard_file.is_file():
             return []
-        data = _read_json(self.leaderboard_file)
+        data = read_json_file(self.leaderboard_file, "a JSON leaderboard")
         rows = data.get("trials") if isinstance(data, dict) else None
         if not isinstance(rows, list):
             raise UserError(f"{self.leaderboard_file}: expected an object with a 'trials' list")
@@ -210,15 +209,25 @@ def ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
     return sorted(scored, key=lambda t: (-t.hard, t.flops.total_gflops, t.trial_id))  # type: ignore[operator]
 
 
-def _read_json(path: Path) -> Any:
-    """Parse a JSON file, naming it on failure."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (expected JSON)") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise UserError(f"{path}: nested too deeply (expected a JSON leaderboard)") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+def arch_ref_stem(ref: str | os.PathLike) -> str:
+    """A file stem naming what `load_arch_ref` reads: the JSON file's stem, or NAME_KEY for a trial."""
+    path = Path(ref)
+    return path.stem if path.suffix == ".json" or path.is_file() else str(ref).replace("/", "_")
+
+
+def load_arch_ref(ref: str | os.PathLike, results_dir: str | os.PathLike | None = None) -> ArchSpec:
+    """The ArchSpec of a JSON file (an ArchSpec or a run's candidate.json), or of trial KEY of search NAME/KEY."""
+    path = Path(ref)
+    if path.is_file() or path.suffix == ".json" or str(ref).count("/") != 1:
+        return ArchSpec.load(path)
+    name, key = str(ref).split("/")
+    store = ExperimentStore(store_path(name, results_dir))
+    if not store.exists():
+        raise UserError(
+            f"{ref}: no such file, and no search {name!r} in {store.path.parent} (expected ARCH.json or NAME/KEY)"
+        )
+    rows = {row.trial_id: row for row in store.read_trials()}
+    if key not in rows:
+        known = ", ".join(sorted(rows)[:5]) + (", ..." if len(rows) > 5 else "")
+        raise UserError(f"{ref}: search {name} has no trial {key!r} (its trials: {known or 'none yet'})")
+    return rows[key].arch

@@ -13,17 +13,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scrfd_search.config_builder import DataSettings, Schedule, widerface_data
+from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.recipe import Recipe
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.space.arch import ArchSpec
-from scrfd_search.training.data_checks import warmup_iters_for
+from scrfd_search.training.files import RESULT_FILE, has_checkpoint
+from scrfd_search.training.settings import candidate_data, candidate_schedule
 
 EVENTS_FILE = "trial_events.jsonl"
 TRIAL_FILE = "trial.json"  # the trial's config (key, arch, FLOPs, candidate): what a leaderboard rebuild reads
-RESULT_FILE = "result.json"  # written by training.train_candidate when a run trains to its end
 REPEAT_PREFIX = "repeat"  # --repeats R > 1: run i of a trial trains in trials/KEY/repeat<i>/
 
 
@@ -46,18 +46,10 @@ class TrialSettings:
 def trial_settings(search: SearchSettings) -> TrialSettings:
     """The trial settings of a search: WIDER FACE data at its root, the search schedule and resources."""
     threads = max(1, int(search.cpus_per_trial))
-    data = replace(
-        widerface_data(search.data_root),
-        img_size=search.img_size,
-        batch_size=search.batch_size,
-        num_workers=data_workers(threads),
+    data = candidate_data(
+        search.data_root, img_size=search.img_size, batch_size=search.batch_size, num_workers=data_workers(threads)
     )
-    # The reference's search (configs/scrfdgen*/, search_tools/search_train.py) trains each candidate
-    # on one GPU, 8 images per batch, at lr 0.01 as given: Schedule.search does not rescale the lr.
-    schedule = replace(
-        Schedule.search(search.epochs, search.recipe(), search.validation_every),
-        warmup_iters=warmup_iters_for(data, search.epochs),
-    )
+    schedule = candidate_schedule(data, search.epochs, search.recipe(), search.validation_every)
     return TrialSettings(
         data=data,
         schedule=schedule,
@@ -155,11 +147,6 @@ def ap_metrics(epoch: int, aps: dict[str, float]) -> dict[str, Any]:
     return out
 
 
-def _has_checkpoint(work_dir: Path) -> bool:
-    """Whether an earlier run of this trial left an mmengine checkpoint to resume from."""
-    return (work_dir / "last_checkpoint").is_file()
-
-
 def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     """Ray Tune function trainable: train config['arch'] and tune.report APs after every validation.
 
@@ -227,7 +214,7 @@ class _Run:
         from scrfd_search.training.candidate import train_candidate  # torch/mmengine, in the worker only
 
         work_dir.mkdir(parents=True, exist_ok=True)
-        resume = _has_checkpoint(work_dir)
+        resume = has_checkpoint(work_dir)
         append_event(work_dir, "start", resume=resume, placement=self.placement)
         reported: list[int] = []
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scrfd_search.errors import UserError
+from scrfd_search.io_utils import parse_json_text, read_json_file
 
 BLOCK_TYPES = ("depthwise", "basic", "bottleneck")
 NORM_TYPES = ("gn", "bn")
@@ -173,27 +174,15 @@ class ArchSpec:
     @classmethod
     def from_json(cls, text: str, source: str = "ArchSpec") -> ArchSpec:
         """Parse canonical (or any equivalent) JSON text."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArchSpecError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        except RecursionError:
-            raise ArchSpecError(f"{source}: nested too deeply to be an ArchSpec") from None
-        return cls.from_dict(data, source)
+        return cls.from_dict(parse_json_text(text, source, "an ArchSpec", ArchSpecError), source)
 
     @classmethod
     def load(cls, path: str | Path) -> ArchSpec:
-        """Read an ArchSpec JSON file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ArchSpecError(f"{path}: no such file (expected an ArchSpec JSON file)")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            raise ArchSpecError(f"{path}: not a text file (expected an ArchSpec JSON file)") from None
-        except OSError as exc:
-            raise ArchSpecError(f"{path}: cannot read ({exc.strerror})") from None
-        return cls.from_json(text, str(path))
+        """Read an ArchSpec JSON file, or the `arch` of a trained run's candidate.json."""
+        data = read_json_file(path, "an ArchSpec JSON file", ArchSpecError)
+        if isinstance(data, dict) and isinstance(data.get("arch"), dict):  # a run's candidate.json
+            return cls.from_dict(data["arch"], f"{path}: arch")
+        return cls.from_dict(data, str(path))
 
 
 def _reject_unknown(data: dict, allowed: set[str], source: str, prefix: str) -> None:

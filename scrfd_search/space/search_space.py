@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import yaml
 
 from scrfd_search.errors import UserError
+from scrfd_search.io_utils import read_yaml_file
 from scrfd_search.recipe import RecipeSpace
 from scrfd_search.space.arch import (
     BLOCK_TYPES,
@@ -106,7 +106,7 @@ class SearchSpace:
         return Backbone(stem, depths, widths)  # type: ignore[arg-type]
 
     def neck_head_options(self) -> list[NeckHead]:
-        """Every (neck channels, head convs, head width) the space allows, cheapest first."""
+        """Every (neck channels, head convs, head width) the space allows, by neck, then convs, then width."""
         return [
             NeckHead(neck, convs, width)
             for neck in self.neck_channels.values()
@@ -123,6 +123,14 @@ class SearchSpace:
     def build(self, backbone: Backbone, neck_head: NeckHead) -> ArchSpec:
         """The ArchSpec of a backbone and a neck/head setting, with the space's fixed head settings."""
         return self._arch(backbone.stem, list(backbone.depths), list(backbone.widths), *neck_head)
+
+    def with_neck_head(self, arch: ArchSpec, neck_head: NeckHead) -> ArchSpec:
+        """arch with another neck width and head depth/width (backbone and fixed head settings unchanged)."""
+        return replace(
+            arch,
+            neck=NeckSpec(neck_head.neck_channels),
+            head=replace(arch.head, num_convs=neck_head.head_num_convs, width=neck_head.head_width),
+        )
 
     def suggest_arch(self, trial: Any) -> ArchSpec:
         """Ask an Optuna trial (define-by-run) for an architecture over the same ranges."""
@@ -217,24 +225,8 @@ class SearchSpace:
 
 def _read_yaml(path: str | Path) -> Any:
     """A YAML file's contents, or a SpaceError naming the file (and line) when it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpaceError(f"{path}: no such search space file (expected a YAML file, see search_spaces/)")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpaceError(f"{path}: not a text file (expected a YAML search space, see search_spaces/)") from None
-    except OSError as exc:
-        raise SpaceError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except RecursionError:
-        raise SpaceError(f"{path}: nested too deeply to be a search space") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's can span lines
-        raise SpaceError(f"{where}: not valid YAML ({problem})") from None
+    expected = "a YAML search space, see search_spaces/"
+    return read_yaml_file(path, expected, SpaceError, missing="no such search space file")
 
 
 def load_recipe_section(path: str | Path) -> RecipeSpace:
@@ -426,8 +418,3 @@ class _SpaceParser:
                 if w % space.head_gn_groups:
                     raise self.fail("head.gn_groups", f"{space.head_gn_groups} does not divide head width {w}")
         space.extreme_archs()  # raises ArchSpecError naming a field if the ranges cannot build
-
-
-def space_fields() -> list[str]:
-    """Field names of SearchSpace (for documentation and tests)."""
-    return [f.name for f in fields(SearchSpace)]

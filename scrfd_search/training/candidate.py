@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mmengine.config import Config
 from mmengine.runner import Runner, find_latest_checkpoint
 
 from scrfd_search.builders import build_model, import_config_modules
@@ -24,6 +25,7 @@ from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.data_checks import check_data
 from scrfd_search.training.device import amp_dtype_for, peak_memory_mib, resolve_device
+from scrfd_search.training.files import CANDIDATE_FILE, LAST_CHECKPOINT_FILE, RESULT_FILE, has_checkpoint
 from scrfd_search.training.monitor import (
     CandidateMonitorHook,
     ProgressSink,
@@ -31,11 +33,6 @@ from scrfd_search.training.monitor import (
     print_to_stderr,
 )
 from scrfd_search.training.runner import close_logs, runner_class
-
-RESULT_FILE = "result.json"
-
-
-CANDIDATE_FILE = "candidate.json"
 
 
 @dataclass(frozen=True)
@@ -89,8 +86,8 @@ def _last_checkpoint(work_dir: Path) -> str | None:
     mmengine records it by absolute path; when the work dir was moved (a copied experiment store) that
     path is stale, so it is re-pointed at the file of the same name in work_dir.
     """
-    marker = work_dir / "last_checkpoint"
-    if not marker.is_file():
+    marker = work_dir / LAST_CHECKPOINT_FILE
+    if not has_checkpoint(work_dir):
         return None
     recorded = find_latest_checkpoint(str(work_dir))
     if recorded and not Path(recorded).is_file() and (work_dir / Path(recorded).name).is_file():
@@ -172,13 +169,28 @@ def train_candidate(
         amp_dtype=amp_dtype,
         load_from=None if load_from is None else str(load_from),
     )
-    import_config_modules(cfg)
-    from mmengine.config import Config
-
     atomic_write_json(work_dir / CANDIDATE_FILE, run_info)
+    monitor = CandidateMonitorHook(on_validation, progress, validate_before_train, resumed=resume)
+    epochs_run = _run_training(cfg, device, verbose, monitor)
+    result = TrainResult(
+        **_final_aps(monitor.history),
+        epochs_run=epochs_run,
+        checkpoint=_last_checkpoint(work_dir),
+        history=monitor.history,
+        seconds=round(monitor.seconds, 3),
+        images_per_s=None if monitor.images_per_s is None else round(monitor.images_per_s, 2),
+        peak_memory_mib=round(peak_memory_mib(device), 1),
+    )
+    extra = {"arch": arch.to_dict(), "recipe": schedule.recipe.to_dict(), "device": device, "seed": seed}
+    atomic_write_json(work_dir / RESULT_FILE, {**result.to_dict(), **extra, "amp": amp_dtype})
+    return result
+
+
+def _run_training(cfg: dict, device: str, verbose: bool, monitor: CandidateMonitorHook) -> int:
+    """Train with mmengine's Runner for cfg under monitor; return the epochs run."""
+    import_config_modules(cfg)
     # yapf-formatting the config text costs ~0.7 s at every checkpoint save; plain text is as readable
     runner = runner_class(device, verbose).from_cfg(Config(cfg, format_python_code=False))
-    monitor = CandidateMonitorHook(on_validation, progress, validate_before_train, resumed=resume)
     runner.register_hook(monitor)
     try:
         runner.train()
@@ -192,24 +204,7 @@ def train_candidate(
             runner.val_loop.run()
     finally:
         close_logs(runner)
-    result = TrainResult(
-        **_final_aps(monitor.history),
-        epochs_run=runner.epoch,
-        checkpoint=_last_checkpoint(work_dir),
-        history=monitor.history,
-        seconds=round(monitor.seconds, 3),
-        images_per_s=None if monitor.images_per_s is None else round(monitor.images_per_s, 2),
-        peak_memory_mib=round(peak_memory_mib(device), 1),
-    )
-    extra = {
-        "arch": arch.to_dict(),
-        "recipe": schedule.recipe.to_dict(),
-        "device": device,
-        "seed": seed,
-        "amp": amp_dtype,
-    }
-    atomic_write_json(work_dir / RESULT_FILE, {**result.to_dict(), **extra})
-    return result
+    return runner.epoch
 
 
 @dataclass(frozen=True)
