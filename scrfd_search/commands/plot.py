@@ -4,7 +4,9 @@ Per experiment: hard AP against each backbone part's share of backbone GFLOPs (p
 the shallow share stem+C2+C3 (fig. 6), and against the backbone / neck / head shares of the detector
 (fig. 9). Across experiments: the empirical distribution of hard AP (RegNet style), the computation
 distribution of each budget's best models (figs 7/8), and hard AP against GFLOPs with the Pareto front.
-Failed or unfinished trials are left out and counted in each caption. Every figure is written with a
+Where `fidelity` reported on an experiment: its trials' hard AP against their long runs' mean hard AP
+(seed range as error bars, Kendall's tau in the title). Failed or unfinished trials are left out and
+counted in each caption. Every figure is written with a
 CSV of the numbers it plots. Default output folder: results/<first NAME>/plots/; a folder holding
 other files is refused unless --force.
 """
