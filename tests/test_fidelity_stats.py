@@ -114,3 +114,10 @@ def test_a_ranking_of_seed_noise_says_to_repeat_or_train_longer() -> None:
     assert "launch --repeats" in report.verdict or "train trials longer" in report.verdict
     means = [c.long_mean for c in cands]
     assert report.regret == pytest.approx(max(means) - means[0])  # the leaderboard's best is listed first
+
+
+def test_trials_that_all_reached_the_same_ap_have_nothing_to_rank() -> None:
+    flat = runs([0.0, 0.0, 0.0], [[0.0], [0.0], [0.0]], [[0.1], [0.0], [0.2]])
+    report = fidelity_report(flat, repeats=1, trial_epochs=2, long_epochs=8, seed=0)
+    assert report.verdict.startswith("nothing to rank: every picked trial reached the same hard AP (0.00%)")
+    assert report.ranking.tau == 0.0 and report.regret == pytest.approx(0.1)  # the first listed vs the best long run

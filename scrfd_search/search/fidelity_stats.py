@@ -181,6 +181,12 @@ def fidelity_report(
     best_long = max(c.long_mean for c in candidates)
     regret = best_long - candidates[0].long_mean
     spread = max(trial) - min(trial)
+    if spread == 0:
+        verdict = (
+            f"nothing to rank: every picked trial reached the same hard AP ({100 * trial[0]:.2f}%) in "
+            f"{trial_epochs} epochs; train trials longer"
+        )
+        return FidelityReport(ranking, repeat, sd_short, sd_long, resolvable, regret, verdict)
     verdict = _verdict(ranking, repeat, resolvable, regret, sd_short, spread, repeats, trial_epochs, long_epochs)
     return FidelityReport(ranking, repeat, sd_short, sd_long, resolvable, regret, verdict)
 
