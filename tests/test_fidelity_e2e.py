@@ -109,7 +109,8 @@ def mmengine_config(work_dir: Path) -> dict:
     """The config mmengine dumped for the run in work_dir, without what names the run (folder, seed, length)."""
     from mmengine.config import Config
 
-    (dumped,) = sorted(work_dir.glob("*/vis_data/config.py")) or sorted(work_dir.glob("*.py"))
+    # the first start of the run (a run resumed after the kill dumped its config again, with resume=True)
+    dumped = (sorted(work_dir.glob("*/vis_data/config.py")) or sorted(work_dir.glob("*.py")))[0]
     cfg = Config.fromfile(str(dumped)).to_dict()
     for key in ("work_dir", "randomness", "experiment_name"):
         cfg.pop(key, None)
