@@ -4,6 +4,8 @@
 #   2. one training epoch of the published 2.5 GF model on demo data, without and with --amp:
 #      images/s and peak GPU memory of each
 #   3. a 2-trial search with --gpus-per-trial 0.5 (both trials share GPU 0), then its status
+#   4. `latency --device cuda` of the four released architectures, with torch and with onnxruntime
+#      (onnxruntime's only where its CUDAExecutionProvider is installed: onnxruntime-gpu)
 # Usage: bash benchmarks/gpu_smoke.sh [WORK_DIR]   (default: a new temporary folder, kept for inspection)
 # Every step must pass; the script stops at the first failure. Needs `make setup` first.
 set -euo pipefail
@@ -34,6 +36,16 @@ say "2-trial search, 0.5 GPU per trial"
 "${CLI[@]}" launch --space "$REPO/search_spaces/demo_0.5gf_step1.yaml" --data "$WORK/demo" --name smoke \
   --results-dir "$WORK/results" --trials 2 --epochs 1 --gpus-per-trial 0.5 --cpus-per-trial 2 --img-size 320
 "${CLI[@]}" status smoke --results-dir "$WORK/results"
+
+RELEASED=("$REPO"/configs/scrfd/scrfd_{500m,2.5g,10g,34g}.json)
+say "latency on GPU 0: the four released architectures, torch backend (network alone and end to end)"
+"${CLI[@]}" latency "${RELEASED[@]}" --device cuda --backend torch --runs 20 --warmup 5
+if "$PY" -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())"; then
+  say "latency on GPU 0: the four released architectures, onnxruntime backend"
+  "${CLI[@]}" latency "${RELEASED[@]}" --device cuda --backend onnxruntime --runs 20 --warmup 5
+else
+  say "onnxruntime here has no CUDAExecutionProvider (install onnxruntime-gpu to time it on the GPU): skipped"
+fi
 
 say "summary"
 "$PY" - "$WORK" <<'EOF'

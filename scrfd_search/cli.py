@@ -16,6 +16,8 @@ from scrfd_search.errors import UserError
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("sample", "sample", "sample distinct architectures inside a GFLOPs budget"),
     ("flops", "flops", "FLOPs and parameters of a detector, total and by component"),
+    ("latency", "latency", "measure (or predict from a table) detectors' latency on this machine"),
+    ("latency-table", "latency_table", "measure a per-block latency table for search spaces on this machine"),
     ("demo-data", "demo_data", "write a small synthetic data set in the WIDER FACE layout"),
     ("data-stats", "data_stats", "face sizes and ATSS positives per stride, small vs large crops"),
     ("eval-widerface", "eval_widerface", "easy/medium/hard AP by the official WIDER FACE protocol"),

@@ -70,15 +70,16 @@ def _normalise(image_bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))[None]
 
 
-def letterbox(image_bgr: np.ndarray, size: int) -> ModelInput:
-    """insightface's SCRFD input: keep the ratio, fit into size x size, pad right/bottom with black."""
+def letterbox(image_bgr: np.ndarray, size: int | tuple[int, int]) -> ModelInput:
+    """insightface's SCRFD input: keep the ratio, fit into size x size (or H x W), pad right/bottom with black."""
     h, w = image_bgr.shape[:2]
-    if h / w > 1.0:
-        new_h, new_w = size, int(size / (h / w))
+    size_h, size_w = (size, size) if isinstance(size, int) else size
+    if h / w > size_h / size_w:
+        new_h, new_w = size_h, int(size_h / (h / w))
     else:
-        new_w, new_h = size, int(size * (h / w))
+        new_w, new_h = size_w, int(size_w * (h / w))
     scale = new_h / h  # insightface divides both coordinates by this one factor
-    canvas = np.zeros((size, size, 3), dtype=np.uint8)
+    canvas = np.zeros((size_h, size_w, 3), dtype=np.uint8)
     canvas[:new_h, :new_w] = cv2.resize(image_bgr, (new_w, new_h))
     return ModelInput(_normalise(canvas), (scale, scale), (new_h, new_w), (h, w))
 
@@ -110,9 +111,10 @@ def read_image(path: Path) -> np.ndarray | None:
 class CheckpointDetector:
     """This project's detector with a checkpoint's weights, run through the head's predict path."""
 
-    def __init__(self, arch: ArchSpec, checkpoint: Path) -> None:
+    def __init__(self, arch: ArchSpec, checkpoint: Path | None, device: str = "cpu") -> None:
         self.arch = arch
-        self.model = load_detector(arch, checkpoint)
+        self.model = load_detector(arch, checkpoint).to(device)
+        self.device = device
 
     def __call__(self, item: ModelInput, score_thr: float, nms_iou: float) -> Detections:
         """Detect faces in one prepared image."""
@@ -134,7 +136,8 @@ class CheckpointDetector:
             max_per_img=MAX_DETECTIONS,
         )
         with torch.no_grad():
-            result = self.model.predict(item.tensor, [sample], rescale=True)[0].pred_instances
+            result = self.model.predict(item.tensor.to(self.device), [sample], rescale=True)[0].pred_instances
+        result = result.cpu()
         keypoints = result.keypoints.numpy().astype(np.float64) if "keypoints" in result else None
         return Detections(result.bboxes.numpy().astype(np.float64), result.scores.numpy().astype(np.float64), keypoints)
 
@@ -142,13 +145,15 @@ class CheckpointDetector:
 class OnnxDetector:
     """An ONNX file in the released SCRFD convention, decoded from anchor centres, with NMS."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, session_options: Any = None, providers: list[str] | None = None) -> None:
         import onnxruntime
 
         if not path.is_file():
             raise UserError(f"--onnx {path}: no such file")
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(
+                str(path), sess_options=session_options, providers=providers or ["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
             raise UserError(f"--onnx {path}: not an ONNX model ({str(exc).splitlines()[0][:200]})") from None
         self.path = path

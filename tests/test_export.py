@@ -167,8 +167,11 @@ def test_cli_errors(experiment: tuple[Path, list[TrialRecord]], capsys: pytest.C
     assert "nope" in capsys.readouterr().err
 
 
-def onnx_vs_torch(onnx_path: Path, arch: ArchSpec, checkpoint: Path | None, sizes: list[tuple[int, int]]) -> float:
-    """Run the ONNX file in onnxruntime and the PyTorch detector on the same inputs; the largest difference."""
+def onnx_vs_torch(
+    onnx_path: Path, arch: ArchSpec, checkpoint: Path | None, sizes: list[tuple[int, int]], batches=(1, 3)
+) -> float:
+    """Run the ONNX file in onnxruntime and the PyTorch detector on the same batches of inputs; the largest
+    difference."""
     import onnxruntime
     import torch
 
@@ -180,17 +183,20 @@ def onnx_vs_torch(onnx_path: Path, arch: ArchSpec, checkpoint: Path | None, size
     assert [o.name for o in session.get_outputs()] == released_output_names(arch.head.keypoints)
     worst = 0.0
     gen = torch.Generator().manual_seed(1)
-    for h, w in sizes:
-        x = torch.randn(1, 3, h, w, generator=gen)
+    for (h, w), batch in [(size, b) for size in sizes for b in batches]:
+        x = torch.randn(batch, 3, h, w, generator=gen)
         with torch.no_grad():
             expected = [t.numpy() for t in module(x)]
         got = session.run(None, {"input": x.numpy()})
         for e, g, name in zip(expected, got, released_output_names(arch.head.keypoints), strict=True):
             group, stride = name.rsplit("_", 1)
             channels = {"score": 1, "bbox": 4, "kps": 10}[group]
-            # the released layout: 1 x (H/S * W/S * 2 anchors) x channels
-            assert g.shape == e.shape == (1, (h // int(stride)) * (w // int(stride)) * 2, channels)
+            # the released layout with a batch axis: B x (H/S * W/S * 2 anchors) x channels
+            assert g.shape == e.shape == (batch, (h // int(stride)) * (w // int(stride)) * 2, channels)
             worst = max(worst, float(np.abs(e - g).max()))
+        if batch > 1:  # each image of a batch gives what it gives alone
+            alone = session.run(None, {"input": x[-1:].numpy()})
+            worst = max(worst, max(float(np.abs(a[0] - g[-1]).max()) for a, g in zip(alone, got, strict=True)))
     return worst
 
 
@@ -232,7 +238,11 @@ def test_onnx_fresh_init_with_keypoints(tmp_path: Path, capsys: pytest.CaptureFi
     model = onnx.load(str(folder / "kps.onnx"))
     onnx.checker.check_model(model)
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_param for d in dims[2:]] == ["height", "width"]  # dynamic input size
+    assert [d.dim_value or d.dim_param for d in dims] == ["batch", 3, "height", "width"]  # dynamic batch and size
+    for output in model.graph.output:  # batch x anchors x channels
+        out_dims = output.type.tensor_type.shape.dim
+        assert out_dims[0].dim_param == "batch" and out_dims[1].dim_param.startswith("anchors_")
+    assert note["check"]["batches"] == [1, 3]
     assert [o.name for o in model.graph.output] == [
         f"{group}_{stride}" for group in ("score", "bbox", "kps") for stride in (8, 16, 32)
     ]  # the released models' outputs, in insightface's runtime's order

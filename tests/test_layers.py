@@ -22,8 +22,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("head_settings",),
     ("models", "data", "evaluation", "config_builder", "builders", "optimizers"),
     ("config_writer", "training"),
+    ("latency",),  # per-block latency tables and the predictor: below the samplers that apply budgets
     ("sampling", "search"),
-    ("export", "plots", "doctor", "weights", "inference"),
+    ("export", "plots", "doctor", "weights", "inference", "latency_targets"),
     ("commands", "cli"),
 )
 # Third-party packages slow enough to import that a module may defer them (and modules loading them).

@@ -10,15 +10,20 @@ import numpy as np
 import pytest
 
 from scrfd_search.cli import main
+from scrfd_search.data.demo import DemoConfig, write_demo_dataset
+from scrfd_search.evaluation.official import is_wider_face_val, read_validation_set
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import BACKBONE_COMPONENTS
 from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.plots import BEST_FRACTION, parse_formats, plot_experiments
-from scrfd_search.plots.data import pareto_front
+from scrfd_search.plots.data import load_views, pareto_front
+from scrfd_search.plots.figures import pareto_figure
 from scrfd_search.search.store import ExperimentStore, TrialRecord
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
 
 BLOCK_OF_BUDGET = {0.5: "depthwise", 2.5: "basic", 10.0: "basic"}
+REAL_GT = Path(__file__).resolve().parents[2] / "shared" / "widerface_gt"
+needs_real_gt = pytest.mark.skipif(not REAL_GT.is_dir(), reason=f"real WIDER FACE ground truth not found at {REAL_GT}")
 
 
 def random_arch(rng: np.random.Generator, block: str, step: int) -> ArchSpec:
@@ -44,14 +49,17 @@ def make_store(
     failed: int = 0,
     pending: int = 0,
     searcher: str = "random",
+    data_root: Path | None = None,
 ) -> list[TrialRecord]:
-    """An experiment store with n scored trials, `failed` ERROR trials and `pending` unscored ones."""
+    """An experiment store with n scored trials, `failed` ERROR trials and `pending` unscored ones; with a
+    data_root, a current experiment.json that records it (validated there), else an older one that does not."""
     rng = np.random.default_rng(seed)
     store = ExperimentStore(root / name)
-    atomic_write_json(
-        store.experiment_file,
-        {"name": name, "step": step, "budget_gflops": budget, "tolerance": 0.02, "searcher": searcher},
-    )
+    record = {"name": name, "step": step, "budget_gflops": budget, "tolerance": 0.02, "searcher": searcher}
+    if data_root is not None:
+        record |= {"version": 2, "space_file": str(root / "space.yaml"), "data_root": str(data_root)}
+        record |= {"trials": n + failed + pending, "epochs": 10}
+    atomic_write_json(store.experiment_file, record)
     trials = []
     for i in range(n + failed + pending):
         arch = random_arch(rng, BLOCK_OF_BUDGET[budget], step)
@@ -76,14 +84,24 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[TrialRecord]]]:
-    """Three stores: a step-1 search with failures, a step-2 search at another budget, a one-trial store."""
+    """Three stores validated on WIDER FACE val: a step-1 search with failures, a step-2 search at another
+    budget, a one-trial store."""
     root = tmp_path_factory.mktemp("results")
+    wider = wider_val_folder(root)
     stores = {
-        "s1": make_store(root, "s1", budget=2.5, step=1, n=40, seed=1, failed=2, pending=1),
-        "s2": make_store(root, "s2", budget=10.0, step=2, n=25, seed=2, searcher="optuna"),
-        "one": make_store(root, "one", budget=0.5, step=2, n=1, seed=3),
+        "s1": make_store(root, "s1", budget=2.5, step=1, n=40, seed=1, failed=2, pending=1, data_root=wider),
+        "s2": make_store(root, "s2", budget=10.0, step=2, n=25, seed=2, searcher="optuna", data_root=wider),
+        "one": make_store(root, "one", budget=0.5, step=2, n=1, seed=3, data_root=wider),
     }
     return root, stores
+
+
+def wider_val_folder(root: Path) -> Path:
+    """A data folder whose ground truth is the real WIDER FACE val set's (linked, when it is here)."""
+    folder = root / "widerface"
+    folder.mkdir()
+    (folder / "wider_face_split").symlink_to(REAL_GT, target_is_directory=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +213,7 @@ def test_pareto_csv_marks_exactly_the_undominated_trials(
     )
 
 
+@needs_real_gt
 def test_pareto_marks_the_published_models_from_the_paper(
     results: tuple[Path, dict], plotted: tuple[Path, list[Path]]
 ) -> None:
@@ -212,6 +231,33 @@ def test_pareto_marks_the_published_models_from_the_paper(
     in_range = {n: v for n, v in paper.items() if min(costs) / 3 <= v[0] <= max(costs) * 3}
     assert len(in_range) >= 3  # the fixture's budgets 0.5, 2.5 and 10 GF
     assert {r["trial_id"]: (float(r["total_gflops"]), float(r["hard_ap_pct"])) for r in rows} == in_range
+
+
+@needs_real_gt
+def test_the_real_wider_face_val_ground_truth_is_recognised(tmp_path: Path) -> None:
+    assert is_wider_face_val(REAL_GT)
+    assert read_validation_set(REAL_GT).describe() == "3,226 images in 61 events"
+    write_demo_dataset(tmp_path / "demo", DemoConfig(num_train=1, num_val=5, seed=0))
+    assert not is_wider_face_val(tmp_path / "demo" / "wider_face_split")
+    assert not is_wider_face_val(tmp_path / "nowhere")
+
+
+def test_pareto_leaves_out_published_marks_for_stores_not_validated_on_wider_val(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    write_demo_dataset(demo, DemoConfig(num_train=1, num_val=5, seed=0))
+    make_store(tmp_path, "on-demo", budget=0.5, step=1, n=6, seed=4, data_root=demo)
+    make_store(tmp_path, "unrecorded", budget=0.5, step=1, n=6, seed=5)
+    for name, why in (
+        ("on-demo", "on-demo was validated on 5 images in 4 events, not WIDER FACE val (3,226 images in 61 events)"),
+        ("unrecorded", "unrecorded does not record its validation data"),
+    ):
+        drawn = pareto_figure(load_views([name], tmp_path))
+        rows = [r for r in drawn.rows if r["source"] == "paper"]
+        labels = drawn.figure.axes[0].get_legend_handles_labels()[1]
+        assert rows == [] and not any(label.startswith("published") for label in labels)
+        caption = " ".join(drawn.figure.get_supxlabel().split())
+        assert f"published SCRFD APs left out: {why}" in caption
+        assert not any(t.get_text().startswith("SCRFD-") for t in drawn.figure.axes[0].texts)
 
 
 def test_pareto_front_small_cases() -> None:

@@ -255,7 +255,7 @@ def test_exported_onnx_follows_the_released_convention(imported: Path, tmp_path:
     model = onnx.load(str(path))
     assert len(model.graph.input) == 1
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_value or d.dim_param for d in dims] == [1, 3, "height", "width"]
+    assert [d.dim_value or d.dim_param for d in dims] == ["batch", 3, "height", "width"]
     released = onnx.load(str(ONNX_500M))
     assert [o.name for o in model.graph.output] == [o.name for o in released.graph.output]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -266,6 +266,12 @@ def test_exported_onnx_follows_the_released_convention(imported: Path, tmp_path:
     )
     for a, b in zip(ours, theirs, strict=True):
         assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4  # same shapes, same units
+    # the released file is fixed at batch 1; the exported one takes a batch (three images at once here)
+    flipped = blob[..., ::-1].copy()
+    batched = session.run(None, {"input": np.concatenate([flipped, blob, flipped])})
+    for one, three in zip(ours, batched, strict=True):
+        assert three.shape == (3, *one.shape[1:]) and np.abs(three[1] - one[0]).max() <= 1e-4
+    assert json.loads((out / "onnx.json").read_text())["check"]["batches"] == [1, 3]
     # decoded independently, the exported file finds what `detect` finds with the checkpoint
     assert main(["detect", str(PHOTO), "--checkpoint", str(imported), "--out", str(tmp_path / "det")]) == 0
     faces = json.loads((tmp_path / "det" / "six_faces.json").read_text())["faces"]

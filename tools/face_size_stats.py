@@ -23,14 +23,18 @@ from scrfd_search.io_utils import atomic_write_json  # noqa: E402
 
 WIDER_IMAGE_WIDTH = 1024
 QUANTILE_STEPS = 101  # quantiles at 0, 0.01, ..., 1
+CROWD_BINS = (1, 2, 4, 8, 16, 32)  # lower ends of the faces-per-image bins sizes are summarised by
 SUBSETS = ("easy", "medium", "hard")
+ATTRIBUTES = ("blur", "occlusion")  # WIDER's labels: 0 none, 1 partial/normal, 2 heavy
 
 
 def load_faces(gt_dir: Path) -> dict[str, np.ndarray]:
-    """Per-face arrays over the whole val set: box (x y w h), invalid flag and subset membership."""
+    """Per-face arrays over the whole val set: box (x y w h), invalid flag, blur and occlusion labels, and
+    subset membership."""
     val = scipy.io.loadmat(gt_dir / "wider_face_val.mat")
     keeps = {s: scipy.io.loadmat(gt_dir / f"wider_{s}_val.mat")["gt_list"] for s in SUBSETS}
-    boxes, invalid, counts = [], [], []
+    boxes, invalid, counts, crowd = [], [], [], []
+    labels: dict[str, list[np.ndarray]] = {name: [] for name in ATTRIBUTES}
     kept: dict[str, list[np.ndarray]] = {s: [] for s in SUBSETS}
     for e in range(val["event_list"].shape[0]):
         for i in range(val["file_list"][e, 0].shape[0]):
@@ -40,7 +44,10 @@ def load_faces(gt_dir: Path) -> dict[str, np.ndarray]:
                 continue
             counts.append(len(box))
             boxes.append(box)
+            crowd.append(np.full(len(box), len(box)))
             invalid.append(val["invalid_label_list"][e, 0][i, 0].ravel().astype(bool))
+            for name in ATTRIBUTES:
+                labels[name].append(val[f"{name}_label_list"][e, 0][i, 0].ravel().astype(int))
             for s in SUBSETS:
                 member = np.zeros(len(box), dtype=bool)
                 member[keeps[s][e, 0][i, 0].ravel().astype(int) - 1] = True
@@ -49,6 +56,8 @@ def load_faces(gt_dir: Path) -> dict[str, np.ndarray]:
         "boxes": np.concatenate(boxes),
         "invalid": np.concatenate(invalid),
         "counts": np.asarray(counts),
+        "faces_in_image": np.concatenate(crowd),
+        **{name: np.concatenate(values) for name, values in labels.items()},
         **{f"keep_{s}": np.concatenate(kept[s]) for s in SUBSETS},
     }
 
@@ -91,6 +100,54 @@ def summarize(faces: dict[str, np.ndarray]) -> dict:
             s: round(best_threshold(size[valid], faces[f"keep_{s}"][valid]) / WIDER_IMAGE_WIDTH, 6) for s in SUBSETS
         },
         "subset_kept_fraction": {s: round(float(faces[f"keep_{s}"].mean()), 5) for s in SUBSETS},
+        **height_rule(faces, h, valid),
+        "attributes_by_size_class": attributes_by_size_class(faces),
+        "crowd_bins": list(CROWD_BINS),
+        "relative_size_quantiles_by_crowd": sizes_by_crowd(faces, rel_all=size / WIDER_IMAGE_WIDTH),
+    }
+
+
+def sizes_by_crowd(faces: dict[str, np.ndarray], rel_all: np.ndarray) -> list[list[float]]:
+    """Per faces-per-image bin (CROWD_BINS), 21 quantiles of relative size: crowds hold the small faces."""
+    valid = ~faces["invalid"] & (rel_all > 0)
+    edges = [*CROWD_BINS[1:], np.inf]
+    out = []
+    for lo, hi in zip(CROWD_BINS, edges, strict=True):
+        member = valid & (faces["faces_in_image"] >= lo) & (faces["faces_in_image"] < hi)
+        out.append([round(float(v), 6) for v in np.quantile(rel_all[member], np.linspace(0, 1, 21))])
+    return out
+
+
+def height_rule(faces: dict[str, np.ndarray], h: np.ndarray, valid: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per subset, the height t for which `height >= t` best matches the keep list (relative to the
+    reference width), and the share of valid faces on which that rule and the list agree."""
+    thresholds = {s: best_threshold(h[valid], faces[f"keep_{s}"][valid]) for s in SUBSETS}
+    agreement = {s: float(((h >= thresholds[s]) == faces[f"keep_{s}"])[valid].mean()) for s in SUBSETS}
+    return {
+        "subset_min_relative_height": {s: round(t / WIDER_IMAGE_WIDTH, 6) for s, t in thresholds.items()},
+        "subset_height_rule_agreement": {s: round(a, 5) for s, a in agreement.items()},
+    }
+
+
+def size_classes(faces: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Valid faces by the hardest subset they first appear in: easy, medium only, hard only, or none."""
+    valid = ~faces["invalid"]
+    easy, medium, hard = (faces[f"keep_{s}"] for s in SUBSETS)
+    return {
+        "easy": valid & easy,
+        "medium": valid & medium & ~easy,
+        "hard": valid & hard & ~medium,
+        "none": valid & ~hard,
+    }
+
+
+def attributes_by_size_class(faces: dict[str, np.ndarray]) -> dict[str, dict[str, list[float]]]:
+    """Per size class, the fractions of faces with each blur and occlusion label (0, 1, 2)."""
+    return {
+        name: {
+            attr: [round(float((faces[attr][member] == level).mean()), 4) for level in range(3)] for attr in ATTRIBUTES
+        }
+        for name, member in size_classes(faces).items()
     }
 
 
@@ -105,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stats = summarize(load_faces(args.gt_dir))
     atomic_write_json(args.out, stats)
-    print(f"wrote {args.out}: {stats['num_valid_faces']} valid faces, thresholds {stats['subset_min_relative_size']}")
+    thresholds = stats["subset_min_relative_height"]
+    print(f"wrote {args.out}: {stats['num_valid_faces']} valid faces, relative height thresholds {thresholds}")
     return 0
 
 

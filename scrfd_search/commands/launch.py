@@ -6,6 +6,10 @@ Each trial gets one architecture inside the GFLOPs budget of --space, trains it 
 --cpus-per-trial C gives each trial C - 1 data-loader worker processes (one core drives training).
 --searcher optuna uses TPE (seeded) over the same ranges, keeping every proposal inside the budget,
 with its study in results/NAME/optuna.db. --scheduler asha stops weak trials early on hard AP.
+--objectives hard,latency (or hard,gflops) searches for the trade-off instead: the Optuna study gets
+hard AP and the predicted latency (the space's latency_table) or GFLOPs as objectives; both searchers
+record each trial's costs, and `status`, `export --pareto` and `plot` show the non-dominated trials
+(docs/pareto.md). ASHA still ranks by hard AP alone.
 A step-2 search (--space of step 2, --from STEP1_NAME) keeps only backbones whose stage shares of
 backbone FLOPs fall in the ranges derived from the best --top-k step-1 trials (bootstrap).
 The training recipe is --optimizer (sgd, sgdp, adamw, adaboundw, sam) with --lr, --weight-decay and
@@ -29,6 +33,7 @@ from pathlib import Path
 
 from scrfd_search.commands.recipe_flags import add_recipe_arguments
 from scrfd_search.search.launch import launch
+from scrfd_search.search.objectives import ACCEPTED, DEFAULT_OBJECTIVES, parse_objectives
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import store_path
 
@@ -41,7 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=320, help="number of trials (default 320, the paper's)")
     parser.add_argument("--epochs", type=int, default=80, help="epochs per trial (default 80, the paper's)")
     parser.add_argument("--searcher", choices=("random", "optuna"), default="random", help="default random")
-    parser.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="default fifo")
+    parser.add_argument(
+        "--scheduler",
+        choices=("fifo", "asha"),
+        default="fifo",
+        help="default fifo; asha stops trials early by hard AP alone, whatever --objectives",
+    )
+    parser.add_argument(
+        "--objectives",
+        default=DEFAULT_OBJECTIVES,
+        metavar="LIST",
+        help=f"what the search optimises: {', '.join(ACCEPTED)} (default {DEFAULT_OBJECTIVES}); latency is "
+        "predicted by the space's latency_table; the Optuna study becomes multi-objective and the "
+        "leaderboard marks the non-dominated trials (ASHA still ranks by hard AP alone)",
+    )
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (default 1 when GPUs are present, else 0)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPU cores per trial (default 1)")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources hold)")
@@ -104,5 +122,6 @@ def run(args: argparse.Namespace) -> int:
         recipe_only=args.recipe_only,
         arch_file=str(args.arch.resolve()) if args.arch is not None else None,
         repeats=args.repeats,
+        objectives=",".join(o.name for o in parse_objectives(args.objectives)),
     )
     return launch(settings, quiet=args.quiet)

@@ -3,7 +3,9 @@
 Per experiment: hard AP against each backbone part's share of backbone GFLOPs (paper fig. 5), against
 the shallow share stem+C2+C3 (fig. 6), and against the backbone / neck / head shares of the detector
 (fig. 9). Across experiments: the empirical distribution of hard AP (RegNet style), the computation
-distribution of each budget's best models (figs 7/8), and hard AP against GFLOPs with the Pareto front.
+distribution of each budget's best models (figs 7/8), and hard AP against GFLOPs with the Pareto front;
+per experiment whose trials carry a predicted latency (a space with a latency_table), hard AP
+against latency with its front.
 Where `fidelity` reported on an experiment: its trials' hard AP against their long runs' mean hard AP
 (seed range as error bars, Kendall's tau in the title). Failed or unfinished trials are left out and
 counted in each caption. Every figure is written with a

@@ -4,6 +4,10 @@ Each candidate is drawn uniformly from the search space's ranges, prefiltered by
 FLOPs counter, and confirmed by fvcore on the built detector. Writes DIR/arch_NNNN.json (one
 ArchSpec each, usable with `flops` and `train`) and DIR/candidates.json (all of them with their
 FLOPs and parameters by component). The same seed gives the same files, byte for byte.
+
+A space that names a `latency_table` (from `scrfd-search latency-table`) also gets each candidate's
+predicted milliseconds by component; with `max_latency_ms` it keeps only candidates predicted under
+that ceiling (and inside the FLOPs band). See docs/latency.md.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from scrfd_search.errors import UserError, check_seed
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text, check_writable, staged_folder
+from scrfd_search.latency.budget import space_latency
 from scrfd_search.sampling.sampler import sample_candidates
 from scrfd_search.space.search_space import SearchSpace
 
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.out.parent, "--out")
     if args.out is not None and args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise UserError(f"--out: {args.out} already holds files (use --force to replace them)")
+    space_latency(space)  # a latency table that is missing, not one, or from another machine: fail before sampling
     budget = space.budget_gflops if args.budget is None else args.budget
     low, high = space.budget_range(budget)
     print(
@@ -54,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(file=sys.stderr)
     print(format_table(candidates))
+    if space.latency_table is not None:
+        print(format_latency(candidates, space))
     if args.out is not None:
         write_candidates(candidates, args.out, space, budget, args.seed)
         print(f"wrote {len(candidates)} candidates to {args.out}", file=sys.stderr)
@@ -89,6 +97,19 @@ def format_table(candidates) -> str:
     return "\n".join(lines)
 
 
+def format_latency(candidates, space) -> str:
+    """Predicted milliseconds by component, one row per candidate, from the space's latency table."""
+    ceiling = f", ceiling {space.max_latency_ms:g} ms" if space.max_latency_ms is not None else ""
+    lines = [
+        f"predicted ms (network alone) from {space.latency_table}{ceiling}",
+        f"{'#':>4} " + " ".join(f"{c:>6}" for c in COMPONENTS) + f" {'total':>8}",
+    ]
+    for i, c in enumerate(candidates):
+        parts = " ".join(f"{c.latency_ms[k]:6.2f}" for k in COMPONENTS)
+        lines.append(f"{i:>4} {parts} {sum(c.latency_ms.values()):8.2f}")
+    return "\n".join(lines)
+
+
 def write_candidates(candidates, out: Path, space, budget: float, seed: int) -> None:
     """Write every candidate into a temporary folder, then move it into place as a whole."""
     with staged_folder(out) as tmp:
@@ -96,6 +117,9 @@ def write_candidates(candidates, out: Path, space, budget: float, seed: int) -> 
         for i, c in enumerate(candidates):
             name = f"arch_{i:04d}.json"
             atomic_write_text(tmp / name, c.arch.to_json())
-            rows.append({"id": i, "file": name, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()})
+            row = {"id": i, "file": name, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()}
+            if c.latency_ms is not None:
+                row["predicted_latency_ms"] = {**c.latency_ms, "total": sum(c.latency_ms.values())}
+            rows.append(row)
         summary = {"space": space.to_dict(), "budget_gflops": budget, "seed": seed, "candidates": rows}
         atomic_write_json(tmp / "candidates.json", summary)

@@ -17,6 +17,8 @@ from scrfd_search.errors import UserError
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import staged_folder
 
+MAX_SIZE_SCALE = 20.0  # beyond this even WIDER's smallest faces would fill a demo image
+
 
 def summary(config: DemoConfig, splits: dict[str, list[DemoImage]]) -> dict:
     """Counts written to demo_data.json (no timestamps, so the file is stable)."""
@@ -24,9 +26,17 @@ def summary(config: DemoConfig, splits: dict[str, list[DemoImage]]) -> dict:
     out: dict = {"generator": "scrfd-search demo-data", "config": asdict(config), "splits": {}}
     for split, images in splits.items():
         faces = [f for im in images for f in im.faces]
-        entry = {"images": len(images), "faces": len(faces), "invalid_faces": sum(f.invalid for f in faces)}
+        entry = {
+            "images": len(images),
+            "faces": len(faces),
+            "invalid_faces": sum(f.invalid for f in faces),
+            "heavy_blur_faces": sum(f.blur == 2 and not f.invalid for f in faces),
+            "heavy_occlusion_faces": sum(f.occlusion == 2 and not f.invalid for f in faces),
+        }
         if split == "val":
-            entry["kept"] = {s: sum(len(keep_indices(im, s, stats)) for im in images) for s in SUBSETS}
+            entry["kept"] = {
+                s: sum(len(keep_indices(im, s, config.size_scale, stats)) for im in images) for s in SUBSETS
+            }
         out["splits"][split] = entry
     return out
 
@@ -37,6 +47,8 @@ def validate(config: DemoConfig) -> None:
         raise UserError(f"--train and --val must be at least 1, got {config.num_train} and {config.num_val}")
     if not 64 <= config.min_width <= config.max_width:
         raise UserError(f"image widths must satisfy 64 <= min <= max, got {config.min_width}..{config.max_width}")
+    if not 0 < config.size_scale <= MAX_SIZE_SCALE:
+        raise UserError(f"--size-scale: {config.size_scale} is not in (0, {MAX_SIZE_SCALE}]")
 
 
 def write_demo_dataset(out_dir: str | os.PathLike, config: DemoConfig | None = None, force: bool = False) -> dict:
@@ -55,7 +67,7 @@ def write_demo_dataset(out_dir: str | os.PathLike, config: DemoConfig | None = N
         }
         for split, images in splits.items():
             write_split(tmp, split, images)
-        write_val_mats(tmp, splits["val"])
+        write_val_mats(tmp, splits["val"], config.size_scale)
         info = summary(config, splits)
         write_file(tmp / "demo_data.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info

@@ -1,11 +1,14 @@
-"""Synthetic WIDER FACE-like scenes: drawn faces with landmarks, distractors and backgrounds.
+"""Synthetic WIDER FACE-like scenes: drawn faces with landmarks, blur, occlusion, crowds and distractors.
 
 Faces are drawn shapes: skin-toned ellipses with eyes, brows, nose and mouth at the five landmarks,
-under random rotation, scale and colour, several per image; their sizes follow the real WIDER FACE
-val distribution relative to image width (face_sizes.json, from tools/face_size_stats.py), clamped
-to a pixel size the small images can still show. Backgrounds are gradients, blurred noise and
-random shapes; distractors are face-like blobs without features. A few faces are blurred/occluded
-and marked invalid.
+under random rotation, scale and colour, up to a crowd per image; their sizes follow the real WIDER
+FACE val distribution relative to image width (face_sizes.json, from tools/face_size_stats.py) scaled
+by `size_scale`, down to a few pixels, smaller in crowded images. Each face's blur and occlusion
+levels are drawn with the frequencies WIDER's val faces of its size class have (small faces mostly
+heavily blurred), then rendered: a Gaussian blur, an occluder over part of the face, and neighbours in
+a crowd overlapping it; the occlusion label is the covered fraction actually drawn. Backgrounds are
+gradients, blurred noise and random shapes; distractors are face-like blobs without features. A few
+faces are obscured beyond recognition and marked invalid.
 
 The faces are composed from cv2 primitives (ellipses, polylines); only their layout is ours.
 """
@@ -30,6 +33,17 @@ SKIN_TONES_BGR = ((189, 224, 255), (173, 205, 241), (134, 176, 224), (105, 151, 
 LANDMARKS_LOCAL = np.array([[-0.38, -0.15], [0.38, -0.15], [0.0, 0.18], [-0.33, 0.5], [0.33, 0.5]])
 
 
+# WIDER's test size over the demo's (640 px against `make demo`'s 192): demo faces are this much larger
+# relative to the image than WIDER's, so that they are as large in the network's input as WIDER's are.
+DEMO_SIZE_SCALE = 640 / 192
+SIZE_CLASSES = ("easy", "medium", "hard", "none")  # the hardest subset a face first counts in; none: too small
+BLUR_SIGMA = (0.0, 0.05, 0.14)  # Gaussian sigma per blur level, as a fraction of the face size
+BLUR_MIN_SIGMA = (0.0, 0.4, 0.9)
+OCCLUDED_COVER = ((0.0, 0.0), (0.12, 0.28), (0.38, 0.65))  # share of the face box an occluder covers, per level
+PARTIAL, HEAVY = 0.05, 0.30  # occluded fractions from which WIDER's occlusion label is 1 (partial) or 2 (heavy)
+CROWD_OVERLAP = 0.3  # how much of a face box a neighbour's may cover
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """What to generate; every random choice derives from `seed`."""
@@ -39,22 +53,33 @@ class DemoConfig:
     seed: int = 0
     min_width: int = 320
     max_width: int = 480
-    min_face_px: float = 10.0  # smallest face side the demo resolution can still show
-    max_faces: int = 12
+    min_face_px: float = 3.0  # smallest face drawn; faces below the hard subset's height count in no subset
+    max_faces: int = 40
     max_distractors: int = 6
     invalid_fraction: float = 0.05
     empty_fraction: float = 0.04
     jpeg_quality: int = 92
+    size_scale: float = DEMO_SIZE_SCALE  # face sizes and subset heights: WIDER's (relative to width) times this
+    crowd_fill: float = 0.3  # the faces of an image cover at most about this fraction of it
+    clear_faces: bool = False  # True: no blur and no occluders (tests and benchmarks of the training path)
 
 
 @dataclass(frozen=True)
 class DemoFace:
-    """One drawn face: box (x1, y1, x2, y2), five (x, y) landmarks, and whether it is invalid."""
+    """One drawn face: box (x1, y1, x2, y2), five (x, y) landmarks, whether it is invalid, and WIDER's
+    pose, blur and occlusion labels (0 none, 1 partial/normal, 2 heavy)."""
 
     box: tuple[float, float, float, float]
     landmarks: tuple[tuple[float, float], ...]
     invalid: bool
     pose: int
+    blur: int = 0
+    occlusion: int = 0
+
+    @property
+    def height(self) -> float:
+        """Box height in pixels (WIDER's subsets go by height)."""
+        return self.box[3] - self.box[1]
 
     @property
     def size(self) -> float:
@@ -83,6 +108,15 @@ class DemoImage:
 def load_face_sizes() -> dict:
     """The shipped WIDER FACE val face-size statistics."""
     return json.loads(FACE_SIZES_PATH.read_text())
+
+
+def size_class(height: float, width: int, size_scale: float, stats: dict) -> str:
+    """The hardest subset a valid face of this height first counts in (by WIDER's height thresholds
+    relative to image width, times size_scale), or 'none' below the hard subset's."""
+    for subset in SIZE_CLASSES[:3]:
+        if height >= stats["subset_min_relative_height"][subset] * size_scale * width:
+            return subset
+    return "none"
 
 
 def sample_quantiles(rng: np.random.Generator, quantiles: list[float], log: bool = False) -> float:
@@ -115,6 +149,22 @@ def _ellipse(img: np.ndarray, center, axes, angle: float, color, thickness: int 
         tuple(int(c) for c in color),
         thickness,
         cv2.LINE_AA,
+        SHIFT,
+    )
+
+
+def _mask_ellipse(mask: np.ndarray, center, axes, angle: float, value: int) -> None:
+    """Fill an ellipse with a label value (no anti-aliasing: a label map, not a picture)."""
+    cv2.ellipse(
+        mask,
+        (_fx(center[0]), _fx(center[1])),
+        (max(1, _fx(axes[0])), max(1, _fx(axes[1]))),
+        angle,
+        0,
+        360,
+        value,
+        -1,
+        cv2.LINE_8,
         SHIFT,
     )
 
@@ -180,15 +230,29 @@ def rotated_ellipse_box(center: np.ndarray, axes: np.ndarray, angle_deg: float) 
 
 
 def draw_face(
-    rng: np.random.Generator, img: np.ndarray, center: np.ndarray, axes: np.ndarray, angle: float
+    rng: np.random.Generator,
+    img: np.ndarray,
+    center: np.ndarray,
+    axes: np.ndarray,
+    angle: float,
+    owner: np.ndarray | None = None,
+    index: int = 0,
 ) -> np.ndarray:
-    """Draw a face (hair, skin, eyes, brows, nose, mouth); return its five landmarks (5, 2)."""
+    """Draw a face (hair, skin, eyes, brows, nose, mouth); return its five landmarks (5, 2).
+
+    With an `owner` label map, its skin is marked `index` there and its hair 0 (covering what was behind).
+    """
     skin = _jitter_color(rng, SKIN_TONES_BGR[int(rng.integers(len(SKIN_TONES_BGR)))], 14)
     if rng.random() < 0.7:  # hair behind the head, showing above it
         hair = _jitter_color(rng, (20, 30, 45), 20)
         hair_center = _to_image(center, axes, angle, np.array([[0.0, -0.18]]))[0]
-        _ellipse(img, hair_center, axes * rng.uniform(1.02, 1.12), angle, hair)
+        hair_axes = axes * rng.uniform(1.02, 1.12)
+        _ellipse(img, hair_center, hair_axes, angle, hair)
+        if owner is not None:
+            _mask_ellipse(owner, hair_center, hair_axes, angle, 0)
     _ellipse(img, center, axes, angle, skin)
+    if owner is not None:
+        _mask_ellipse(owner, center, axes, angle, index)
     yaw = rng.uniform(-0.12, 0.12)
     local = LANDMARKS_LOCAL + np.array([yaw, 0.0]) + rng.uniform(-0.04, 0.04, LANDMARKS_LOCAL.shape)
     points = _to_image(center, axes, angle, local)
@@ -234,25 +298,106 @@ def obscure(rng: np.random.Generator, img: np.ndarray, box: np.ndarray) -> None:
     cv2.rectangle(img, (x1, cover_y), (x2 - 1, y2 - 1), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
 
 
+def blur_face(img: np.ndarray, center: np.ndarray, axes: np.ndarray, angle: float, level: int) -> None:
+    """Blur a drawn face (and its hair) at a WIDER blur level, fading out at its edge; level 0 is a no-op."""
+    if level == 0:
+        return
+    size = 2 * math.sqrt(axes[0] * axes[1])
+    sigma = BLUR_SIGMA[level] * size + BLUR_MIN_SIGMA[level]
+    box = rotated_ellipse_box(center, axes * 1.3 + 2 * sigma, angle)
+    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x2, y2 = min(int(math.ceil(box[2])) + 1, img.shape[1]), min(int(math.ceil(box[3])) + 1, img.shape[0])
+    if x2 <= x1 or y2 <= y1:
+        return
+    patch = img[y1:y2, x1:x2]
+    mask = np.zeros(patch.shape[:2], np.uint8)
+    _ellipse(mask, center - (x1, y1), axes * 1.2, angle, (255,))
+    weight = cv2.GaussianBlur(mask, (0, 0), max(sigma, 1.0)).astype(np.float32)[..., None] / 255
+    blurred = cv2.GaussianBlur(patch, (0, 0), sigma).astype(np.float32)
+    patch[:] = np.clip(blurred * weight + patch * (1 - weight), 0, 255).astype(np.uint8)
+
+
+def draw_occluder(rng: np.random.Generator, img: np.ndarray, owner: np.ndarray, box: np.ndarray, level: int) -> None:
+    """Cover a share of a face box from one side (a hand, a hat, a scarf, a shoulder), at an occlusion level."""
+    lo, hi = OCCLUDED_COVER[level]
+    cover = rng.uniform(lo, hi)
+    x1, y1, x2, y2 = box
+    side = int(rng.integers(4))
+    if side == 0:  # from below
+        rect = (x1 - 1, y2 - (y2 - y1) * cover, x2 + 1, y2 + 1)
+    elif side == 1:  # from above
+        rect = (x1 - 1, y1 - 1, x2 + 1, y1 + (y2 - y1) * cover)
+    elif side == 2:  # from the left
+        rect = (x1 - 1, y1 - 1, x1 + (x2 - x1) * cover, y2 + 1)
+    else:
+        rect = (x2 - (x2 - x1) * cover, y1 - 1, x2 + 1, y2 + 1)
+    corners = (int(round(rect[0])), int(round(rect[1]))), (int(round(rect[2])), int(round(rect[3])))
+    if rng.random() < 0.3:  # skin: a hand
+        color = _jitter_color(rng, SKIN_TONES_BGR[int(rng.integers(len(SKIN_TONES_BGR)))], 20)
+    else:
+        color = rng.uniform(0, 255, 3)
+    cv2.rectangle(img, *corners, tuple(int(c) for c in color), -1)
+    cv2.rectangle(owner, *corners, 0, -1)
+
+
+def occlusion_label(covered: float) -> int:
+    """WIDER's occlusion label from the covered fraction of a face: 0 none, 1 partial, 2 heavy."""
+    return 2 if covered > HEAVY else 1 if covered >= PARTIAL else 0
+
+
+def pick_level(rng: np.random.Generator, fractions: list[float]) -> int:
+    """A label 0, 1 or 2 drawn with the given frequencies."""
+    p = np.asarray(fractions, dtype=float)
+    return int(rng.choice(3, p=p / p.sum()))
+
+
 # ---------------------------------------------------------------- layout of one image
 
 
-def _sample_axes(rng: np.random.Generator, width: int, height: int, config: DemoConfig, stats: dict) -> np.ndarray:
-    """Ellipse semi-axes (a, b) for a face whose sqrt(w*h) follows the real relative sizes."""
-    size = sample_quantiles(rng, stats["relative_size_quantiles"], log=True) * width
-    size = float(np.clip(size, config.min_face_px, 0.55 * min(width, height)))
-    aspect = float(np.clip(sample_quantiles(rng, stats["aspect_ratio_quantiles"]), 1.0, 1.6))
+def crowd_quantiles(stats: dict, count: int) -> list[float]:
+    """WIDER's relative face-size quantiles for images with about `count` faces (crowds: smaller faces)."""
+    bin_index = int(np.searchsorted(stats["crowd_bins"], max(count, 1), side="right")) - 1
+    return stats["relative_size_quantiles_by_crowd"][bin_index]
+
+
+def _sample_axes(
+    rng: np.random.Generator, width: int, height: int, config: DemoConfig, quantiles: list[float], cap: float
+) -> np.ndarray:
+    """Ellipse semi-axes (a, b) for a face whose sqrt(w*h) follows the given relative-size quantiles
+    times size_scale, at most `cap` pixels and at least min_face_px."""
+    size = sample_quantiles(rng, quantiles, log=True) * config.size_scale * width
+    size = float(np.clip(size, config.min_face_px, max(config.min_face_px, min(cap, 0.55 * min(width, height)))))
+    aspect = float(np.clip(sample_quantiles(rng, load_face_sizes()["aspect_ratio_quantiles"]), 1.0, 1.6))
     return np.array([size / math.sqrt(aspect), size * math.sqrt(aspect)]) / 2
 
 
-def _place(rng: np.random.Generator, width: int, height: int, axes: np.ndarray, angle: float, taken: list):
-    """A centre where the rotated ellipse fits inside the image and overlaps no taken box; or None."""
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection of two boxes over the smaller one's area."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(iw * ih / smaller)
+
+
+def _place(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    axes: np.ndarray,
+    angle: float,
+    taken: list,
+    max_overlap: float = 0.0,
+):
+    """A centre where the rotated ellipse fits inside the image and covers at most max_overlap of any
+    taken box (and they of it); or None."""
     for _ in range(30):
         center = np.array([rng.uniform(0, width), rng.uniform(0, height)])
         box = rotated_ellipse_box(center, axes * 1.12, angle)  # margin for hair
         if box[0] < 1 or box[1] < 1 or box[2] > width - 1 or box[3] > height - 1:
             continue
-        if all(box[2] <= t[0] or box[0] >= t[2] or box[3] <= t[1] or box[1] >= t[3] for t in taken):
+        if all(_overlap(box, t) <= max_overlap for t in taken):
             taken.append(box)
             return center
     return None
@@ -266,34 +411,67 @@ def _num_faces(rng: np.random.Generator, config: DemoConfig, stats: dict) -> int
     return int(np.clip(count, 1, config.max_faces))
 
 
+def _layout_faces(rng: np.random.Generator, width: int, height: int, config: DemoConfig, stats: dict, taken: list):
+    """(centre, axes, angle) of each face that found a place; crowded images get smaller faces."""
+    count = _num_faces(rng, config, stats)
+    quantiles = crowd_quantiles(stats, count)
+    cap = math.sqrt(config.crowd_fill * width * height / max(count, 1))
+    shapes = []
+    for _ in range(count):
+        axes, angle = _sample_axes(rng, width, height, config, quantiles, cap), rng.uniform(-25, 25)
+        center = _place(rng, width, height, axes, angle, taken, CROWD_OVERLAP)
+        if center is not None:
+            shapes.append((center, axes, angle))
+    return shapes
+
+
+def _draw_faces(rng: np.random.Generator, img: np.ndarray, shapes: list, config: DemoConfig, stats: dict) -> list:
+    """Draw the faces in order (later ones in front), each blurred and occluded at levels drawn for its
+    size class; return their faces with labels, occlusion measured on what was drawn."""
+    owner = np.zeros(img.shape[:2], np.int16)  # which face each pixel shows (0: none); max_faces < 2**15
+    drafts = []
+    for index, (center, axes, angle) in enumerate(shapes, start=1):
+        box = np.round(rotated_ellipse_box(center, axes, angle))
+        invalid = bool(rng.random() < config.invalid_fraction)
+        kind = size_class(float(box[3] - box[1]), img.shape[1], config.size_scale, stats)
+        levels = stats["attributes_by_size_class"][kind]
+        blur, occlusion = pick_level(rng, levels["blur"]), pick_level(rng, levels["occlusion"])
+        if config.clear_faces:
+            blur = occlusion = 0
+        points = draw_face(rng, img, center, axes, angle, owner, index)
+        area = int((owner == index).sum())
+        if invalid:
+            obscure(rng, img, box)
+            owner[owner == index] = 0
+        else:
+            blur_face(img, center, axes, angle, blur)
+            if occlusion:
+                draw_occluder(rng, img, owner, box, occlusion)
+        drafts.append((box, points, invalid, int(abs(angle) > 20), blur, area))
+    faces = []
+    for index, (box, points, invalid, pose, blur, area) in enumerate(drafts, start=1):
+        covered = 1.0 - (owner == index).sum() / area if area else 0.0
+        landmarks = tuple((round(float(x), 2), round(float(y), 2)) for x, y in points)
+        labels = (2, 2) if invalid else (blur, occlusion_label(covered))
+        faces.append(DemoFace(tuple(box.tolist()), landmarks, invalid, pose, *labels))
+    return faces
+
+
 def render_image(rng: np.random.Generator, config: DemoConfig, stats: dict) -> tuple[np.ndarray, list[DemoFace]]:
     """Draw one image with its faces and distractors; return the BGR image and the faces."""
     width = int(rng.integers(config.min_width, config.max_width + 1))
     height = int(round(width * rng.uniform(0.7, 1.3)))
     img = draw_background(rng, width, height)
     taken: list[np.ndarray] = []
-    face_shapes = []
-    for _ in range(_num_faces(rng, config, stats)):
-        axes, angle = _sample_axes(rng, width, height, config, stats), rng.uniform(-25, 25)
-        center = _place(rng, width, height, axes, angle, taken)
-        if center is not None:
-            face_shapes.append((center, axes, angle))
+    shapes = _layout_faces(rng, width, height, config, stats, taken)
     for _ in range(int(rng.integers(0, config.max_distractors + 1))):
-        axes = _sample_axes(rng, width, height, config, stats) * rng.uniform(1.0, 1.6)
+        quantiles = stats["relative_size_quantiles"]
+        axes = _sample_axes(rng, width, height, config, quantiles, math.inf) * rng.uniform(1.0, 1.6)
         angle = rng.uniform(-40, 40)
         center = _place(rng, width, height, axes, angle, taken)
         if center is not None:
             draw_distractor(rng, img, center, axes, angle)
-    faces = []
-    for center, axes, angle in face_shapes:
-        points = draw_face(rng, img, center, axes, angle)
-        box = rotated_ellipse_box(center, axes, angle)
-        invalid = bool(rng.random() < config.invalid_fraction)
-        if invalid:
-            obscure(rng, img, box)
-        box = np.round(box).astype(float)
-        landmarks = tuple((round(float(x), 2), round(float(y), 2)) for x, y in points)
-        faces.append(DemoFace(tuple(box.tolist()), landmarks, invalid, int(abs(angle) > 20)))
+    faces = _draw_faces(rng, img, shapes, config, stats)
     noise = rng.standard_normal(img.shape, dtype=np.float32) * 3.0
     img = np.clip(img + noise, 0, 255).astype(np.uint8)
     return img, faces

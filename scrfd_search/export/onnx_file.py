@@ -15,17 +15,21 @@ from scrfd_search.io_utils import atomic_write_bytes, atomic_write_json
 
 ONNX_OPSET = 17  # supported by the TorchScript exporter of torch 2.13 and by current runtimes
 ONNX_CHECK_SIZES = ((640, 640), (480, 640))  # (H, W) the export is verified at against PyTorch
+ONNX_CHECK_BATCHES = (1, 3)  # ... at each of these batch sizes (the batch axis is dynamic)
 ONNX_TOLERANCE = 1e-4
 
 
 def export_onnx_bytes(module: Any, with_keypoints: bool, sample_hw: tuple[int, int]) -> bytes:
-    """The module as ONNX (TorchScript exporter: the dynamo one needs onnxscript, not installed)."""
+    """The module as ONNX with free batch, height and width (outputs batch x anchors x channels).
+
+    TorchScript exporter: the dynamo one needs onnxscript, not installed.
+    """
 
     import torch
 
     names = released_output_names(with_keypoints)
-    dynamic = {"input": {2: "height", 3: "width"}}
-    dynamic |= {n: {1: f"anchors_{n.rsplit('_', 1)[1]}"} for n in names}
+    dynamic = {"input": {0: "batch", 2: "height", 3: "width"}}
+    dynamic |= {n: {0: "batch", 1: f"anchors_{n.rsplit('_', 1)[1]}"} for n in names}
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the legacy exporter announces its deprecation; GroupNorm's batch-size check is traced as a constant
@@ -45,8 +49,15 @@ def export_onnx_bytes(module: Any, with_keypoints: bool, sample_hw: tuple[int, i
     return buf.getvalue()
 
 
-def onnx_max_difference(module: Any, onnx_bytes: bytes, sizes: tuple[tuple[int, int], ...], seed: int = 0) -> float:
-    """Largest absolute difference between onnxruntime's and PyTorch's outputs on random inputs of each size."""
+def onnx_max_difference(
+    module: Any,
+    onnx_bytes: bytes,
+    sizes: tuple[tuple[int, int], ...],
+    seed: int = 0,
+    batches: tuple[int, ...] = ONNX_CHECK_BATCHES,
+) -> float:
+    """Largest absolute difference between onnxruntime's and PyTorch's outputs on random inputs of each
+    size and batch size."""
     import numpy as np
     import onnxruntime
     import torch
@@ -54,14 +65,14 @@ def onnx_max_difference(module: Any, onnx_bytes: bytes, sizes: tuple[tuple[int, 
     session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(seed)
     worst = 0.0
-    for h, w in sizes:
-        images = torch.randn(1, 3, h, w, generator=generator)  # the released convention: batch 1
+    for (h, w), batch in ((size, b) for size in sizes for b in batches):
+        images = torch.randn(batch, 3, h, w, generator=generator)
         with torch.no_grad():
             expected = [t.numpy() for t in module(images)]
         got = session.run(None, {"input": images.numpy()})
         for e, g in zip(expected, got, strict=True):
             if e.shape != g.shape:
-                raise RuntimeError(f"ONNX output shape {g.shape} differs from PyTorch's {e.shape} at {h}x{w}")
+                raise RuntimeError(f"ONNX output shape {g.shape} differs from PyTorch's {e.shape} at {batch}x3x{h}x{w}")
             worst = max(worst, float(np.max(np.abs(e - g))) if e.size else 0.0)
     return worst
 
@@ -81,12 +92,17 @@ def onnx_note(item: ExportItem, max_diff: float) -> dict[str, Any]:
         "outputs": released_output_names(item.arch.head.keypoints),
         "output_layout": {
             "convention": "insightface's released SCRFD ONNX models (its SCRFD runtime reads them unchanged)",
-            "score_S": "1 x A x 1, sigmoid face score; A = (H/S) x (W/S) x 2 anchors, row-major, 2 per location",
-            "bbox_S": "1 x A x 4, left/top/right/bottom distances from the anchor centre in units of S",
-            "kps_S": "1 x A x 10, five (x, y) offsets from the anchor centre in units of S (keypoint heads only)",
+            "score_S": "B x A x 1, sigmoid face score; A = (H/S) x (W/S) x 2 anchors, row-major, 2 per location",
+            "bbox_S": "B x A x 4, left/top/right/bottom distances from the anchor centre in units of S",
+            "kps_S": "B x A x 10, five (x, y) offsets from the anchor centre in units of S (keypoint heads only)",
+            "batch": "B images per run (a dynamic axis; the released files are fixed at B = 1)",
             "anchors": "centres at (x * S, y * S) for strides S = 8, 16, 32",
         },
-        "check": {"sizes_hw": [list(s) for s in ONNX_CHECK_SIZES], "max_abs_diff_vs_pytorch": max_diff},
+        "check": {
+            "sizes_hw": [list(s) for s in ONNX_CHECK_SIZES],
+            "batches": list(ONNX_CHECK_BATCHES),
+            "max_abs_diff_vs_pytorch": max_diff,
+        },
     }
 
 

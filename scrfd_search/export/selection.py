@@ -13,6 +13,7 @@ from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import FlopsReport
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.fidelity_store import ties_with_best
+from scrfd_search.search.objectives import is_multi
 from scrfd_search.search.store import ExperimentStore, TrialRecord, arch_ref_stem, load_arch_ref, ranked, store_path
 from scrfd_search.space.arch import ArchSpec
 
@@ -66,6 +67,7 @@ def search_metrics(trial: TrialRecord, rank: int, name: str, settings: Experimen
         "epochs": trial.epochs_run,
         "search_recipe": trial.recipe or settings.recipe,
         "ranked_by": "hard AP on the WIDER FACE validation set",
+        "predicted_latency_ms": trial.latency_ms,
     }
 
 
@@ -82,15 +84,35 @@ def trial_recipe(trial: TrialRecord, settings: ExperimentRecord) -> dict[str, An
     return {k: v for k, v in chosen.items() if v is not None} or None
 
 
+def pareto_trials(store: ExperimentStore) -> list[TrialRecord]:
+    """The non-dominated trials of a multi-objective search, best hard AP first."""
+    objectives = store.objectives()
+    if not is_multi(objectives):
+        raise UserError(
+            f"--pareto: {store.path.name} was searched for hard AP alone (its front is its best trial; use --top, "
+            "or launch with --objectives hard,latency or hard,gflops)"
+        )
+    front = set(store.pareto_ids())
+    chosen = [t for t in ranked(store.read_trials()) if t.trial_id in front]
+    if not chosen:
+        raise UserError(f"{store.leaderboard_file}: no finished trial yet (the Pareto front is empty)")
+    return chosen
+
+
 def items_from_experiment(
-    name: str, top: int, results_dir: str | os.PathLike | None = None, need_checkpoints: bool = False
+    name: str,
+    top: int,
+    results_dir: str | os.PathLike | None = None,
+    need_checkpoints: bool = False,
+    pareto: bool = False,
 ) -> list[ExportItem]:
-    """The top `top` finished trials of an experiment by hard AP (failed trials are never exported)."""
+    """The top `top` finished trials of an experiment by hard AP (failed trials are never exported),
+    or with pareto its non-dominated trials (by hard AP and the search's cost), best hard AP first."""
     if top < 1:
         raise UserError(f"--top: {top} must be at least 1")
     store = ExperimentStore(store_path(name, results_dir))
     settings = store.read_experiment()
-    best = [t for t in ranked(store.read_trials()) if t.state != "ERROR"][:top]
+    best = pareto_trials(store) if pareto else [t for t in ranked(store.read_trials()) if t.state != "ERROR"][:top]
     if not best:
         raise UserError(f"{store.leaderboard_file}: no trial with a hard AP yet (nothing to export)")
     items = []
@@ -103,7 +125,7 @@ def items_from_experiment(
                 arch=trial.arch,
                 flops=trial.flops,
                 flops_source=f"recorded by the search ({store.leaderboard_file})",
-                metrics=search_metrics(trial, rank, name, settings),
+                metrics=search_metrics(trial, rank, name, settings) | ({"pareto": True} if pareto else {}),
                 checkpoint=_resolve_checkpoint(trial, store.path) if need_checkpoints else None,
                 recipe=trial_recipe(trial, settings),
             )

@@ -8,15 +8,18 @@ One folder per exported model, named `<rank>_<trial id>` (or the ArchSpec file's
   flops.json       GFLOPs and parameters per component (stem, C2-C5, neck, head) and the shares
   metrics.json     what the search measured (trial id, easy/medium/hard AP, epochs, experiment, step)
   <stem>.onnx      with --onnx: backbone -> neck -> head in the released SCRFD models' convention
-                   (input 1x3xHxW, outputs score_8/16/32, bbox_*, kps_*; dynamic H and W)
+                   (input Bx3xHxW, outputs score_8/16/32, bbox_*, kps_* of B x anchors x channels;
+                   dynamic B, H and W)
   onnx.json        with --onnx: inputs, outputs, preprocessing, where the weights came from, self-check
-plus export.json listing them. Everything is written into a temporary folder beside the destination and
-renamed into place at the end (io_utils.staged_folder), so an export is either complete or absent.
+plus export.json listing them (with --pareto, each model's measured latency beside its prediction).
+Everything is written into a temporary folder beside the destination and renamed into place at the
+end (io_utils.staged_folder), so an export is either complete or absent.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,10 @@ from scrfd_search.export.onnx_file import write_onnx
 from scrfd_search.export.selection import ExportItem, experiment_ties, item_from_arch, items_from_experiment
 from scrfd_search.io_utils import atomic_write_json, check_writable, staged_folder
 from scrfd_search.recipe import DEFAULT_OPTIMIZER, OPTIMIZERS, RECIPE_FIELDS, Recipe, full_recipe
-from scrfd_search.search.store import store_path
+from scrfd_search.search.store import ExperimentStore, store_path
 
 INDEX_FILE = "export.json"
+ModelTimer = Callable[[ExportItem, Path], dict[str, Any]]  # an exported model's `latency` entry in export.json
 
 
 def export_recipe(item: ExportItem, flags: dict[str, Any] | None = None) -> Recipe:
@@ -86,9 +90,17 @@ def _relative(item: ExportItem, file_name: str) -> str:
 
 
 def write_item(
-    item: ExportItem, folder: Path, data_root: str, with_onnx: bool, recipe_flags: dict[str, Any] | None = None
+    item: ExportItem,
+    folder: Path,
+    data_root: str,
+    with_onnx: bool,
+    recipe_flags: dict[str, Any] | None = None,
+    time_model: ModelTimer | None = None,
 ) -> dict[str, Any]:
-    """Every file of one exported model into folder (its config over the export's _base_/); its export.json entry."""
+    """Every file of one exported model into folder (its config over the export's _base_/); its export.json entry.
+
+    With time_model (export --pareto; needs with_onnx), the ONNX file is timed and the entry gets `latency`.
+    """
     recipe = export_recipe(item, recipe_flags)
     cfg = full_config(item.arch, data_root, work_dir=f"work_dirs/{item.stem}", recipe=recipe)
     base_dir = "../_base_" if item.folder else "_base_"
@@ -108,6 +120,8 @@ def write_item(
     if with_onnx:
         note = write_onnx(item, folder)
         entry |= {"onnx": _relative(item, note["file"]), "onnx_freshly_initialised": note["freshly_initialised"]}
+        if time_model is not None:
+            entry["latency"] = time_model(item, folder / note["file"])
     return entry
 
 
@@ -132,10 +146,12 @@ def write_export(
     force: bool = False,
     source: dict[str, Any] | None = None,
     recipe_flags: dict[str, Any] | None = None,
+    time_model: ModelTimer | None = None,
 ) -> dict[str, Any]:
     """Write every item into out (built beside it, then renamed into place); the export.json contents.
 
     recipe_flags (optimizer, lr, weight_decay, momentum; None = not given) override each item's recipe.
+    time_model (with with_onnx): each model's `latency` entry from its item and ONNX file.
     """
     out = Path(out).expanduser().absolute()
     check_destination(out, force)
@@ -144,7 +160,9 @@ def write_export(
         export_recipe(item, recipe_flags)
     with staged_folder(out) as staging:
         write_bases(staging)
-        entries = [write_item(item, staging / item.folder, data_root, with_onnx, recipe_flags) for item in items]
+        entries = [
+            write_item(item, staging / item.folder, data_root, with_onnx, recipe_flags, time_model) for item in items
+        ]
         index = {"source": source or {}, "data_root": data_root, "onnx": with_onnx, "models": entries}
         atomic_write_json(staging / INDEX_FILE, index)
     return index
@@ -160,16 +178,31 @@ def export_experiment(
     with_onnx: bool = False,
     force: bool = False,
     recipe_flags: dict[str, Any] | None = None,
+    pareto: bool = False,
+    time_model: ModelTimer | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Export an experiment's top trials (default out: results/NAME/export); the folder and export.json."""
-    items = items_from_experiment(name, top, results_dir, need_checkpoints=with_onnx)
+    """Export an experiment's top trials (default out: results/NAME/export); the folder and export.json.
+
+    pareto: its non-dominated trials instead, each with ONNX (and, with time_model, its measured latency).
+    """
+    items = items_from_experiment(name, top, results_dir, need_checkpoints=with_onnx or pareto, pareto=pareto)
     dest = Path(out) if out is not None else store_path(name, results_dir) / "export"
-    source: dict[str, Any] = {"experiment": name, "top": top, "store": str(store_path(name, results_dir))}
+    store = ExperimentStore(store_path(name, results_dir))
+    source: dict[str, Any] = {"experiment": name, "top": top, "store": str(store.path)}
+    if pareto:
+        source = {"experiment": name, "pareto": [o.name for o in store.objectives()], "store": str(store.path)}
     ties = experiment_ties(name, results_dir)
     if ties is not None:
         source["ties_with_best"] = ties
     return dest, write_export(
-        items, dest, data_root=data_root, with_onnx=with_onnx, force=force, source=source, recipe_flags=recipe_flags
+        items,
+        dest,
+        data_root=data_root,
+        with_onnx=with_onnx or pareto,
+        force=force,
+        source=source,
+        recipe_flags=recipe_flags,
+        time_model=time_model,
     )
 
 

@@ -24,6 +24,7 @@ from scrfd_search.plots.figures import (
     pareto_figure,
     shallow_share_figure,
 )
+from scrfd_search.plots.latency_figure import has_latency, latency_pareto_figure
 from scrfd_search.plots.style import FORMATS, PALETTE, Drawn
 from scrfd_search.search.store import store_path
 
@@ -53,14 +54,16 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def draw_all(views: Sequence[StoreView], store_dirs: Sequence[Path] | None = None) -> list[Drawn]:
     """Every figure for these experiments: three per experiment with trials (a fourth, hard AP by optimizer,
-    where the search sampled a recipe; one more, trial vs long-run AP, where `fidelity` reported on it),
-    then the cross-experiment ones."""
+    where the search sampled a recipe; hard AP against predicted latency where it recorded latencies; trial
+    vs long-run AP where `fidelity` reported on it), then the cross-experiment ones."""
     drawn: list[Drawn] = []
     for i, view in enumerate(views):
         if view.trials:
             drawn += [backbone_share_figure(view), shallow_share_figure(view), detector_share_figure(view)]
             if view.settings.recipe_space:
                 drawn.append(optimizer_figure(view))
+            if has_latency(view):
+                drawn.append(latency_pareto_figure(view))
         fidelity = fidelity_figure(view, store_dirs[i]) if store_dirs is not None else None
         if fidelity is not None:
             drawn.append(fidelity)

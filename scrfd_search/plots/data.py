@@ -6,8 +6,11 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from scrfd_search.data.pipelines import GT_SUBDIR
 from scrfd_search.errors import UserError
+from scrfd_search.evaluation.official import WIDER_VAL_TEXT, ValidationSet, read_validation_set
 from scrfd_search.flops.report import BACKBONE_COMPONENTS, COMPONENTS
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.store import ExperimentStore, TrialRecord, ranked, store_path
@@ -25,6 +28,7 @@ class StoreView:
     settings: ExperimentRecord
     trials: tuple[TrialRecord, ...]
     failed: int
+    validation: ValidationSet | None = None  # what its trials were validated on; None: not recorded
 
     @property
     def budget_gflops(self) -> float | None:
@@ -89,7 +93,22 @@ def load_view(name: str, results_dir: str | os.PathLike | None = None) -> StoreV
     settings = store.read_experiment()
     trials = store.read_trials()
     usable = ranked([t for t in trials if is_usable(t)])
-    return StoreView(name=name, settings=settings, trials=tuple(usable), failed=len(trials) - len(usable))
+    data_root = settings.settings.data_root if settings.settings is not None else None
+    validation = read_validation_set(Path(data_root) / GT_SUBDIR) if data_root else None
+    return StoreView(name, settings, tuple(usable), len(trials) - len(usable), validation)
+
+
+def published_comparable(views: Sequence[StoreView]) -> str | None:
+    """None when every store with trials was validated on WIDER FACE val (published APs compare with
+    its APs); else why not, naming the first store that was not."""
+    for view in views:
+        if not view.trials:
+            continue
+        if view.validation is None:
+            return f"{view.name} does not record its validation data, so it cannot be compared with {WIDER_VAL_TEXT}"
+        if not view.validation.is_wider_val:
+            return f"{view.name} was validated on {view.validation.describe()}, not {WIDER_VAL_TEXT}"
+    return None
 
 
 def load_views(names: Sequence[str], results_dir: str | os.PathLike | None = None) -> list[StoreView]:

@@ -12,6 +12,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops, recount_neck_head
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import BACKBONE_COMPONENTS, FlopsReport
+from scrfd_search.latency.budget import LatencyBudget, space_latency
 from scrfd_search.sampling.share_guided import ShareGuide, ShareRanges
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import Backbone, NeckHead, SearchSpace
@@ -32,6 +33,7 @@ class Candidate:
 
     arch: ArchSpec
     flops: FlopsReport
+    latency_ms: dict[str, float] | None = None  # predicted ms by component, when the space names a latency table
 
 
 @dataclass(frozen=True)
@@ -75,42 +77,31 @@ def sample_candidates(
     depend on the backbone alone, e.g. its stage shares) passes and at least one neck/head setting of the
     space brings the detector inside the budget; then one of those settings is chosen uniformly. Step-1
     spaces have a single neck/head setting, so this is plain rejection sampling there; in step 2 it
-    avoids rejecting a good backbone for an unlucky neck/head draw.
-
-    With `shares` (component -> [low, high] share of backbone GFLOPs, e.g. ShareConstraint.ranges) the
-    backbones come from share_guided.ShareGuide instead: about one uniform draw in 400,000 meets five
-    +-10% ranges, so it draws among the qualifying backbones directly (enumerated, or by rejection in
-    bulk with tabulated stage costs, whichever is fast), each with the probability the uniform draw
-    gives it: the candidates follow exactly the distribution of plain rejection sampling, without its
-    wait. Each is then checked like any draw (closed form: the ranges, `accept`, the budget). Then
-    `max_draws` counts these guided draws (default GUIDED_DRAWS_PER_CANDIDATE per candidate).
+    avoids rejecting a good backbone for an unlucky neck/head draw. With `shares` (component -> [low, high]
+    share of backbone GFLOPs) the backbones are share-guided (see _backbone_source). A space with a latency
+    ceiling keeps only candidates its table predicts under it.
     """
     if n < 1:
         raise UserError(f"--n: {n} must be at least 1")
     low, high = space.budget_range(budget_gflops)
     check_feasible(space, low, high)
+    latency = space_latency(space)
+    _check_latency_floor(space, latency)
     rng = np.random.default_rng(seed)
     options = space.neck_head_options()
-    if shares is None:
-        draw_backbone: BackboneDraw = space.sample_backbone
-        check = accept
-        max_draws = max_draws or max(MIN_DRAWS, DRAWS_PER_CANDIDATE * n)
-    else:
-        check = _within_shares(shares, accept)
-        draw_backbone = _share_guide(space, shares, options, low, high).draw
-        max_draws = max_draws or max(GUIDED_MIN_DRAWS, GUIDED_DRAWS_PER_CANDIDATE * n)
-    constrained = check is not None
+    draw_backbone, check, default_draws = _backbone_source(space, shares, accept, options, low, high)
+    max_draws = max_draws or max(default_draws[0], default_draws[1] * n)
     seen: set[str] = set()
     found: list[Candidate] = []
     draws = in_budget = confirmed = rejected = 0
     while len(found) < n:
         if draws >= max_draws:
-            raise UserError(_exhausted_message(space, low, high, draws, len(found), n, constrained))
+            raise UserError(_exhausted_message(space, low, high, draws, len(found), n, check is not None, latency))
         backbone = draw_backbone(rng)
         draws += 1
         if backbone is None:
             continue
-        fitting = _fitting_options(space, backbone, options, low, high, check)
+        fitting = _fitting_options(space, backbone, options, low, high, check, latency)
         if not fitting:
             continue
         in_budget += 1
@@ -118,17 +109,52 @@ def sample_candidates(
         if arch.key() in seen:
             continue
         seen.add(arch.key())
-        report = estimate
-        if confirm:
-            report = _confirm(arch, space.input_shape)
-            if not low <= report.total_gflops <= high:
-                rejected += 1
-                continue
-            confirmed += 1
-        found.append(Candidate(arch, report))
+        report = _confirm(arch, space.input_shape) if confirm else estimate
+        if confirm and not low <= report.total_gflops <= high:
+            rejected += 1
+            continue
+        confirmed += confirm
+        found.append(Candidate(arch, report, latency.table.predict_components(arch) if latency else None))
         if progress is not None:
             progress(SamplingProgress(draws, in_budget, len(found), n, confirmed, rejected))
     return found
+
+
+def _check_latency_floor(space: SearchSpace, latency: LatencyBudget | None) -> None:
+    """Fail at once when even the space's smallest detector is predicted over the latency ceiling."""
+    if latency is None or latency.max_ms is None:
+        return
+    smallest = space.extreme_archs()[0]  # the fewest blocks and tower units
+    floor = latency.table.floor_ms(smallest)
+    if floor > latency.max_ms:
+        latency.predict(smallest)
+        raise UserError(
+            f"{space.source}: no detector of the space can be predicted under the ceiling (at least "
+            f"{floor:.2f} ms); {latency.shortfall()}"
+        )
+
+
+def _backbone_source(
+    space: SearchSpace,
+    shares: ShareRanges | None,
+    accept: AcceptFn | None,
+    options: list[NeckHead],
+    low: float,
+    high: float,
+) -> tuple[BackboneDraw, AcceptFn | None, tuple[int, int]]:
+    """How backbones are drawn, the exact check on each, and (minimum draws, draws per candidate) for max_draws.
+
+    With `shares` (e.g. ShareConstraint.ranges) the backbones come from share_guided.ShareGuide: about one
+    uniform draw in 400,000 meets five +-10% ranges, so it draws among the qualifying backbones directly
+    (enumerated, or by rejection in bulk with tabulated stage costs, whichever is fast), each with the
+    probability the uniform draw gives it: the candidates follow exactly the distribution of plain
+    rejection sampling, without its wait. Each is then checked like any draw (closed form: the ranges,
+    `accept`, the budget); max_draws then counts these guided draws.
+    """
+    if shares is None:
+        return space.sample_backbone, accept, (MIN_DRAWS, DRAWS_PER_CANDIDATE)
+    guide = _share_guide(space, shares, options, low, high)
+    return guide.draw, _within_shares(shares, accept), (GUIDED_MIN_DRAWS, GUIDED_DRAWS_PER_CANDIDATE)
 
 
 def _fitting_options(
@@ -138,8 +164,10 @@ def _fitting_options(
     low: float,
     high: float,
     accept: AcceptFn | None,
+    latency: LatencyBudget | None = None,
 ) -> list[tuple[ArchSpec, FlopsReport]]:
-    """The (arch, closed-form FLOPs) of every neck/head setting that puts this backbone in budget."""
+    """The (arch, closed-form FLOPs) of every neck/head setting that puts this backbone in budget (and, with a
+    latency ceiling, under it by prediction)."""
     cheapest = space.build(backbone, options[0])
     cheapest_flops = count_flops(cheapest, space.input_shape)
     if cheapest_flops.total_gflops > high:
@@ -156,6 +184,8 @@ def _fitting_options(
         flops = cheapest_flops if option == options[0] else recount_neck_head(cheapest_flops, arch)
         if low <= flops.total_gflops <= high:
             fitting.append((arch, flops))
+    if latency is not None and latency.max_ms is not None:
+        return [(a, f) for a, f in fitting if latency.fits(a)]
     return fitting
 
 
@@ -229,9 +259,21 @@ def _confirm(arch: ArchSpec, input_shape: tuple[int, int]) -> FlopsReport:
 
 
 def _exhausted_message(
-    space: SearchSpace, low: float, high: float, draws: int, found: int, n: int, constrained: bool
+    space: SearchSpace,
+    low: float,
+    high: float,
+    draws: int,
+    found: int,
+    n: int,
+    constrained: bool,
+    latency: LatencyBudget | None = None,
 ) -> str:
     """Explain an infeasible or nearly infeasible request."""
+    if latency is not None and latency.max_ms is not None:
+        return (
+            f"{space.source}: only {found} of {n} candidates within {low:.3f}-{high:.3f} GFLOPs and under "
+            f"{latency.max_ms:g} ms after {draws} draws; {latency.shortfall()}"
+        )
     cheapest, dearest = reachable_gflops(space)
     extra = " and the share constraint" if constrained else ""
     advice = ", ask for fewer candidates or widen the share ranges" if constrained else " or narrow the ranges"

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from scrfd_search.io_utils import atomic_write_json
+from scrfd_search.search.costs import latency_predictor, with_latency
 from scrfd_search.search.driver import DriverLease
 from scrfd_search.search.prepare import PreparedSearch, experiment_record, prepare, with_candidates
 from scrfd_search.search.ray_session import init_ray, send_ray_auth_token, settings_for_cluster
@@ -70,6 +71,7 @@ def _write_new_store(prepared: PreparedSearch, store: ExperimentStore) -> list[d
 
     s = prepared.settings
     configs = candidate_configs(prepared.candidates, prepared.recipes) if prepared.candidates is not None else []
+    configs = with_latency(configs, latency_predictor(prepared.space))
     if s.searcher == "random":
         atomic_write_json(store.path / CANDIDATES_FILE, {"candidates": configs})
     if prepared.constraint is not None:

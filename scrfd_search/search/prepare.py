@@ -21,6 +21,7 @@ from scrfd_search.search.checks import (
     local_gpus,
 )
 from scrfd_search.search.constraint import DEFAULT_TOP_K, ShareConstraint, constraint_from_store
+from scrfd_search.search.costs import check_objectives
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import ExperimentStore, store_path
@@ -71,6 +72,7 @@ def prepare(settings: SearchSettings) -> PreparedSearch:
         prepared = PreparedSearch(settings, None, None, None, recipe_space, None, arch)
     else:
         space = SearchSpace.load(settings.space_file)
+        check_objectives(settings.objective_list, space, settings.objectives)
         constraint = step_constraint(settings, space)
         settings, recipe_space, recipe_from = inherited_recipe(settings, space)
         check_recipe_flags(settings, recipe_space, recipe_from or settings.space_file)

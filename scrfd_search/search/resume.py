@@ -169,6 +169,7 @@ def _replay_config(row: TrialRecord) -> dict[str, Any]:
         "arch": row.arch.to_dict(),
         "flops": row.flops.to_dict(),
         "optuna_number": row.extra.get("optuna_number"),
+        "latency_ms": row.latency_ms,
     }
 
 

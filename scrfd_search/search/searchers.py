@@ -34,9 +34,11 @@ from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.measure import measure_flops
 from scrfd_search.flops.report import FlopsReport
+from scrfd_search.latency.budget import space_latency
 from scrfd_search.recipe import Recipe, RecipeSpace
 from scrfd_search.sampling.budget_fit import fit_neck_head
 from scrfd_search.search.constraint import ShareConstraint
+from scrfd_search.search.objectives import HARD, Objective, is_multi, reported_costs
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.space.search_space import SearchSpace
 
@@ -160,8 +162,25 @@ def _in_budget(space: SearchSpace, flops: FlopsReport, constraint: ShareConstrai
     return low <= flops.total_gflops <= high and (constraint is None or constraint.accepts(flops))
 
 
+def metric_and_mode(objectives: tuple[Objective, ...]) -> tuple[str | list[str], str | list[str]]:
+    """OptunaSearch's metric and mode: hard AP alone, or a list per objective (a multi-objective study)."""
+    if not is_multi(objectives):
+        return METRIC, MODE
+    return [o.metric for o in objectives], [o.mode for o in objectives]
+
+
+def study_directions(objectives: tuple[Objective, ...]) -> list[str]:
+    """Optuna's direction per objective."""
+    return ["maximize" if o.mode == "max" else "minimize" for o in objectives]
+
+
 class BudgetedOptunaSearch(OptunaSearch):
-    """Ray's OptunaSearch (TPE, seeded, SQLite study) whose suggestions all lie inside the budget."""
+    """Ray's OptunaSearch (TPE, seeded, SQLite study) whose suggestions all lie inside the budget.
+
+    With several objectives (hard AP and predicted latency or GFLOPs) the study is multi-objective:
+    Optuna's TPE then proposes from the non-dominated trials (MOTPE), and every trial tells the study
+    its hard AP and its cost.
+    """
 
     def __init__(
         self,
@@ -176,11 +195,13 @@ class BudgetedOptunaSearch(OptunaSearch):
         replay: list[dict[str, Any]] | None = None,
         recipe_space: RecipeSpace | None = None,
         base_recipe: Recipe | None = None,
+        objectives: tuple[Objective, ...] = (HARD,),
     ) -> None:
+        metric, mode = metric_and_mode(objectives)
         super().__init__(
             space=ArchSuggester(space, recipe_space, base_recipe),
-            metric=METRIC,
-            mode=MODE,
+            metric=metric,
+            mode=mode,
             sampler=optuna.samplers.TPESampler(seed=seed),
             study_name=study_name,
             storage=optuna.storages.RDBStorage(storage_url),
@@ -193,6 +214,9 @@ class BudgetedOptunaSearch(OptunaSearch):
         self.draw_seed = seed
         self.max_draws = max_draws
         self.confirm = confirm
+        self.objectives = objectives
+        self.latency = space_latency(space)  # the space's table (and max_latency_ms), if it names one
+        self.costs: dict[str, dict[str, float]] = {}  # per Ray trial id: what it is told to Optuna beside its AP
         # trials a killed driver left unfinished: handed out again first, with their study numbers
         self.replay = list(replay or [])
         self.replayed: dict[str, int] = {}
@@ -209,6 +233,7 @@ class BudgetedOptunaSearch(OptunaSearch):
         if self.replay:
             config = dict(self.replay.pop(0))
             self.replayed[trial_id] = int(config["optuna_number"])
+            self.costs[trial_id] = reported_costs(config)
             return config
         if trial_id in self._ot_trials:
             return super().suggest(trial_id)
@@ -219,8 +244,12 @@ class BudgetedOptunaSearch(OptunaSearch):
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         ot_trial.set_user_attr("gflops", flops.total_gflops)
         config["flops"] = flops.to_dict()
+        if self.latency is not None:  # every trial of a space with a table records its predicted latency
+            config["latency_ms"] = self.latency.table.predict_ms(ArchSpec.from_dict(config["arch"], "trial config"))
+            ot_trial.set_user_attr("latency_ms", config["latency_ms"])
         config["optuna_number"] = ot_trial.number
         config["trial_key"] = optuna_key(ot_trial.number)
+        self.costs[trial_id] = reported_costs(config)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -230,18 +259,26 @@ class BudgetedOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Record errored trials as FAIL in the study (OptunaSearch would keep their last AP as COMPLETE)."""
+        costs = self.costs.pop(trial_id, {})  # the trial reports them too; kept here for a result that lacks them
+        result = None if error or not result else {**costs, **result}
         if trial_id in self.replayed:
             number = self.replayed.pop(trial_id)
-            value = None if error or not result or METRIC not in result else float(result[METRIC])
+            values = self._values(result)
             try:
-                if value is None:
+                if values is None:
                     self._ot_study.tell(number, state=TrialState.FAIL)
                 else:
-                    self._ot_study.tell(number, value)
+                    self._ot_study.tell(number, values if is_multi(self.objectives) else values[0])
             except (ValueError, RuntimeError):
                 pass  # told already (the driver died after telling the study, before recording the row)
             return
-        super().on_trial_complete(trial_id, None if error else result, error)
+        super().on_trial_complete(trial_id, result, error)
+
+    def _values(self, result: dict | None) -> list[float] | None:
+        """The objective values of a finished trial's result (None when one is missing)."""
+        if not result or any(o.metric not in result for o in self.objectives):
+            return None
+        return [float(result[o.metric]) for o in self.objectives]
 
     def _feasible_point(self) -> tuple[dict[str, Any], FlopsReport]:
         """Ask a scratch copy of the study until TPE proposes a new architecture that fits the budget."""
@@ -264,19 +301,23 @@ class BudgetedOptunaSearch(OptunaSearch):
             if fitted is None:
                 continue
             arch = fitted[0]
+            if self.latency is not None and not self.latency.fits(arch):
+                continue
             taken.add(arch.key())
             flops = self._confirmed(arch)
             if _in_budget(space, flops, self.constraint):
                 return self._params_of(proposal.params, arch), flops
+        ceiling = f"; {self.latency.shortfall()}" if self.latency is not None and self.latency.max_ms else ""
         raise UserError(
             f"{space.source}: TPE proposed no new architecture inside the budget in "
-            f"{self.max_draws} draws; widen the tolerance or use --searcher random"
+            f"{self.max_draws} draws; widen the tolerance or use --searcher random{ceiling}"
         )
 
     def _scratch_study(self, history: list[optuna.trial.FrozenTrial], block: int) -> optuna.Study:
         """An in-memory study holding the stored trials, with its own seeded TPE sampler."""
         seed = (self.draw_seed * 1_000_003 + len(history) * 1_009 + block) % 2**32
-        scratch = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        sampler = optuna.samplers.TPESampler(seed=seed)
+        scratch = optuna.create_study(directions=study_directions(self.objectives), sampler=sampler)
         scratch.add_trials(history)
         return scratch
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from scrfd_search.errors import UserError, check_seed
 from scrfd_search.recipe import DEFAULT_OPTIMIZER, Recipe
+from scrfd_search.search.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
 
 SEARCHERS = ("random", "optuna")
 SCHEDULERS = ("fifo", "asha")
@@ -51,6 +52,7 @@ class SearchSettings:
     amp: bool = False
     recipe_only: bool = False
     arch_file: str | None = None
+    objectives: str = DEFAULT_OBJECTIVES  # "hard", "hard,latency" or "hard,gflops" (search/objectives.py)
     repeats: int = 1  # each candidate trains this many times (seeds seed .. seed + repeats - 1), ranked by the mean
 
     def __post_init__(self) -> None:
@@ -88,6 +90,13 @@ class SearchSettings:
             raise UserError("--arch: only with --recipe-only (a search samples its architectures from --space)")
         if self.recipe_only and self.from_experiment is not None:
             raise UserError("--from: not with --recipe-only (the architecture is fixed by --arch)")
+        if len(self.objective_list) > 1 and self.recipe_only:
+            raise UserError(f"--objectives {self.objectives}: not with --recipe-only (one architecture, one cost)")
+
+    @property
+    def objective_list(self) -> tuple[Objective, ...]:
+        """The parsed objectives (hard AP first)."""
+        return parse_objectives(self.objectives)
 
     def recipe(self, optimizer: str | None = None) -> Recipe:
         """The launch's recipe: --optimizer (or the given default) with --lr/--weight-decay/--momentum."""

@@ -12,6 +12,7 @@ from scrfd_search.recipe import Recipe
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.search.experiment import ExperimentRecord
 from scrfd_search.search.fidelity_store import verdict_line
+from scrfd_search.search.objectives import HARD, Objective, is_multi, objective_value, pareto_ids
 from scrfd_search.search.store import TrialRecord, ranked
 from scrfd_search.search.trial import data_workers, trial_placement
 
@@ -119,18 +120,23 @@ def hard_spread(t: TrialRecord) -> float | None:
     return statistics.stdev(runs) if isinstance(runs, list) and len(runs) >= 2 else None
 
 
-def leaderboard_table(trials: list[TrialRecord]) -> str:
+def leaderboard_table(trials: list[TrialRecord], pareto: list[str] | None = None) -> str:
     """The text table: rank, trial, GFLOPs, params, share of GFLOPs per component, APs, epochs, state.
 
     When trials carry their own recipe (a search with a `recipe:` section), its optimizer, lr and
-    weight decay follow the trial id.
+    weight decay follow the trial id. When trials carry a predicted latency, its milliseconds follow
+    the GFLOPs; with `pareto` (a multi-objective search's non-dominated trial ids) a `*` marks them.
     """
     with_recipe = any(t.recipe for t in trials)
+    with_latency = any(t.latency_ms is not None for t in trials)
+    front = set(pareto or [])
     repeated = any(hard_spread(t) is not None for t in trials)
     spread_header = f" {'sd%':>5}" if repeated else ""
     recipe_header = f" {'optimizer':<9} {'lr':>9} {'wd':>9}" if with_recipe else ""
+    latency_header = f" {'ms':>8}" if with_latency else ""
+    front_header = " P" if pareto is not None else ""
     header = (
-        f"{'rank':>4}  {'trial':<12}{recipe_header} {'GFLOPs':>7} {'params(M)':>9}  "
+        f"{'rank':>4}{front_header}  {'trial':<12}{recipe_header} {'GFLOPs':>7}{latency_header} {'params(M)':>9}  "
         + " ".join(f"{c:>5}" for c in COMPONENTS)
         + f"  {'easy%':>6} {'medium%':>7} {'hard%':>6}{spread_header} {'epochs':>6}  state"
     )
@@ -139,12 +145,38 @@ def leaderboard_table(trials: list[TrialRecord]) -> str:
         total = t.flops.total_gflops
         shares = " ".join(f"{100 * t.flops.gflops[c] / total:>5.1f}" for c in COMPONENTS)
         recipe = f" {_recipe_cells(t)}" if with_recipe else ""
+        latency = f" {'-' if t.latency_ms is None else format(t.latency_ms, '.2f'):>8}" if with_latency else ""
+        mark = f" {'*' if t.trial_id in front else ' '}" if pareto is not None else ""
         spread = f" {_pct(hard_spread(t)):>5}" if repeated else ""
         lines.append(
-            f"{rank if rank is not None else '-':>4}  {t.trial_id:<12}{recipe} {total:>7.3f} {t.flops.params_m:>9.3f}  "
+            f"{rank if rank is not None else '-':>4}{mark}  {t.trial_id:<12}{recipe} {total:>7.3f}{latency} "
+            f"{t.flops.params_m:>9.3f}  "
             f"{shares}  {_pct(t.easy):>6} {_pct(t.medium):>7} {_pct(t.hard):>6}{spread} {t.epochs_run:>6}  {t.state}"
         )
     return "\n".join(lines)
+
+
+def objectives_of(experiment: ExperimentRecord) -> tuple[Objective, ...]:
+    """What a search optimised (hard AP alone for a store that does not say)."""
+    return experiment.settings.objective_list if experiment.settings is not None else (HARD,)
+
+
+def pareto_line(experiment: ExperimentRecord, trials: list[TrialRecord]) -> str | None:
+    """'objectives: ...; Pareto front (*): ...' for a multi-objective search, else None."""
+    objectives = objectives_of(experiment)
+    if not is_multi(objectives):
+        return None
+    ids = pareto_ids(trials, objectives)
+    by_id = {t.trial_id: t for t in trials}
+    cost = objectives[1]
+    points = ", ".join(
+        f"{i} ({_pct(by_id[i].hard)}%, {objective_value(by_id[i], cost):.3g} {cost.unit})"
+        for i in sorted(ids, key=lambda i: objective_value(by_id[i], cost) or 0.0)
+    )
+    wanted = " and ".join(f"{o.label} ({o.mode})" for o in objectives)
+    return f"objectives: {wanted}; Pareto front (*, finished trials): {len(ids)} trials" + (
+        f": {points}" if points else ""
+    )
 
 
 def placement_of(trial: TrialRecord, store_dir: Path | None) -> dict[str, Any] | None:
@@ -201,6 +233,9 @@ def status_text(
         lines.append("recipe: " + recipe_text(experiment))
     if experiment.constraint:
         lines.append("constraint: " + ShareConstraint.from_dict(experiment.constraint).describe())
+    front_line = pareto_line(experiment, trials)
+    if front_line:
+        lines.append(front_line)
     if settings is not None:
         cpus, gpus = settings.cpus_per_trial, settings.gpus_per_trial
         lines.append(
@@ -215,7 +250,12 @@ def status_text(
     verdict = verdict_line(store_dir) if store_dir is not None else None
     if verdict:
         lines.append(verdict)
-    lines += ["", "GFLOPs shares per component in %, APs in %", leaderboard_table(trials)]
+    objectives = objectives_of(experiment)
+    pareto = pareto_ids(trials, objectives) if is_multi(objectives) else None
+    legend = "GFLOPs shares per component in %, APs in %"
+    if any(t.latency_ms is not None for t in trials):
+        legend += ", ms: latency predicted by the space's latency table"
+    lines += ["", legend, leaderboard_table(trials, pareto)]
     placed = placement_lines(trials, store_dir)
     if placed:
         lines += ["", "where the trials ran (node IP and id, GPU ids Ray assigned, device, data-loader workers):"]
@@ -233,10 +273,13 @@ def status_json(
     store_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The same information as JSON: settings, progress, constraint, and rows in leaderboard order."""
+    objectives = objectives_of(experiment)
+    front = set(pareto_ids(trials, objectives)) if is_multi(objectives) else set()
     rows = []
     for rank, t in leaderboard_order(trials):
         row = t.to_dict()
         row["rank"] = rank
+        row["pareto"] = t.trial_id in front
         row["shares"] = {c: t.flops.gflops[c] / t.flops.total_gflops for c in COMPONENTS}
         row["placement"] = placement_of(t, store_dir)
         row["hard_sd"] = hard_spread(t)
@@ -246,6 +289,8 @@ def status_json(
         "experiment": experiment.to_json(),
         "progress": progress_of(trials, _total(experiment, trials)).to_dict(),
         "constraint": experiment.constraint,
+        "objectives": [o.name for o in objectives],
+        "pareto": [t.trial_id for _, t in leaderboard_order(trials) if t.trial_id in front],
         "driver": driver,
         "fidelity": verdict_line(store_dir) if store_dir is not None else None,
         "trials": rows,

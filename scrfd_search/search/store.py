@@ -12,6 +12,7 @@ from scrfd_search.flops.report import FlopsReport
 from scrfd_search.io_utils import atomic_write_json, read_json_file
 from scrfd_search.recipe import Recipe
 from scrfd_search.search.experiment import ExperimentRecord, read_experiment_file
+from scrfd_search.search.objectives import HARD, Objective, is_multi, pareto_ids
 from scrfd_search.search.settings import TRIALS_DIR
 from scrfd_search.search.trial import finished_result, trial_work_dir
 from scrfd_search.space.arch import ArchSpec
@@ -40,6 +41,7 @@ class TrialRecord:
     checkpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] | None = None  # optimizer, lr, weight_decay, momentum when the search sampled them
+    latency_ms: float | None = None  # predicted by the space's latency table, when it has one
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form of the row."""
@@ -71,6 +73,9 @@ class TrialRecord:
         for key in ("error", "checkpoint"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise UserError(f"{where}: {key}: {data[key]!r} is not a string")
+        latency = data.get("latency_ms")
+        if latency is not None and (not isinstance(latency, int | float) or isinstance(latency, bool)):
+            raise UserError(f"{where}: latency_ms: {latency!r} is not a number")
         if not isinstance(data.get("extra") or {}, dict):
             raise UserError(f"{where}: extra: expected an object")
         try:
@@ -88,6 +93,7 @@ class TrialRecord:
             checkpoint=data.get("checkpoint"),
             extra=dict(data.get("extra") or {}),
             recipe=_recipe_of(data.get("recipe"), f"{source}: trial {data['trial_id']}"),
+            latency_ms=None if latency is None else float(latency),
         )
 
     @property
@@ -118,6 +124,7 @@ def record_from_config(trial_id: str, config: dict[str, Any]) -> TrialRecord:
         flops=FlopsReport.from_dict(config["flops"]),
         extra=extra,
         recipe=config.get("recipe"),
+        latency_ms=config.get("latency_ms"),
     )
 
 
@@ -188,8 +195,24 @@ class ExperimentStore:
         return [TrialRecord.from_dict(r, str(self.leaderboard_file)) for r in rows]
 
     def write_trials(self, trials: list[TrialRecord]) -> None:
-        """Rewrite the leaderboard atomically."""
-        atomic_write_json(self.leaderboard_file, {"trials": [t.to_dict() for t in trials]})
+        """Rewrite the leaderboard atomically; with several objectives, the ids of its non-dominated trials too."""
+        data: dict[str, Any] = {"trials": [t.to_dict() for t in trials]}
+        objectives = self.objectives()
+        if is_multi(objectives):
+            data |= {"objectives": [o.name for o in objectives], "pareto": pareto_ids(trials, objectives)}
+        atomic_write_json(self.leaderboard_file, data)
+
+    def objectives(self) -> tuple[Objective, ...]:
+        """What the search optimises (hard AP alone for a store that does not say)."""
+        if not self.exists():
+            return (HARD,)
+        settings = self.read_experiment().settings
+        return settings.objective_list if settings is not None else (HARD,)
+
+    def pareto_ids(self) -> list[str]:
+        """The non-dominated trials by the search's objectives, as the leaderboard marks them ([] for hard AP alone)."""
+        objectives = self.objectives()
+        return pareto_ids(self.read_trials(), objectives) if is_multi(objectives) else []
 
     def upsert(self, record: TrialRecord) -> None:
         """Insert or replace the row with record's trial id."""

@@ -17,6 +17,7 @@ from scrfd_search.config_builder import DataSettings, Schedule
 from scrfd_search.evaluation.ground_truth import SUBSETS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text
 from scrfd_search.recipe import Recipe
+from scrfd_search.search.objectives import reported_costs
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.space.arch import ArchSpec
 from scrfd_search.training.files import RESULT_FILE, has_checkpoint
@@ -162,13 +163,14 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
 
     torch.set_num_threads(max(1, settings.threads))
     trial_id = config.get("trial_key") or tune.get_context().get_trial_id()
+    costs = reported_costs(config)  # beside the APs, for a multi-objective searcher
     work_dir = trial_work_dir(settings.trials_root, trial_id)
     work_dir.mkdir(parents=True, exist_ok=True)
     done = finished_result(work_dir)
     if done is not None:
         # trained to its end by an earlier driver that died before recording it: report, never retrain
         runs = {"hard_runs": done["hard_runs"]} if "hard_runs" in done else {}
-        tune.report({**ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done), **runs})
+        tune.report({**ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done), **runs, **costs})
         return
     if not (work_dir / TRIAL_FILE).is_file():
         atomic_write_json(work_dir / TRIAL_FILE, {"config": config})
@@ -179,7 +181,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     schedule = settings.schedule
     if config.get("recipe"):
         schedule = replace(schedule, recipe=Recipe.from_dict(config["recipe"], "trial config"))
-    run = _Run(ArchSpec.from_dict(config["arch"], "trial config"), schedule, settings, device, placement)
+    run = _Run(ArchSpec.from_dict(config["arch"], "trial config"), schedule, settings, device, placement, costs)
     if settings.repeats == 1:
         run.train(work_dir, settings.seed, report=True)
         return
@@ -192,7 +194,8 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
         results.append(finished_result(folder))
     final = repeats_result(results, work_dir)  # type: ignore[arg-type]
     atomic_write_json(work_dir / RESULT_FILE, final)
-    tune.report({**ap_metrics(final["epochs_run"], final), "hard_runs": final["hard_runs"], "placement": placement})
+    runs = {"hard_runs": final["hard_runs"]}
+    tune.report({**ap_metrics(final["epochs_run"], final), **runs, **costs, "placement": placement})
     append_event(work_dir, "end", epochs_run=final["epochs_run"], **{k: final[k] for k in SUBSETS})
 
 
@@ -205,6 +208,7 @@ class _Run:
     settings: TrialSettings
     device: str
     placement: dict[str, Any]
+    costs: dict[str, Any]
 
     def train(self, work_dir: Path, seed: int, report: bool) -> None:
         """Train once in work_dir (resuming its checkpoint), logging start and end; report every validation
@@ -223,7 +227,7 @@ class _Run:
             metrics = ap_metrics(epoch, aps)
             append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
             if report:
-                tune.report({**metrics, "placement": self.placement})
+                tune.report({**metrics, **self.costs, "placement": self.placement})
                 reported.append(epoch)
 
         result = train_candidate(
@@ -239,7 +243,7 @@ class _Run:
         )
         final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
         if report and not reported:
-            tune.report({**ap_metrics(result.epochs_run, final), "placement": self.placement})
+            tune.report({**ap_metrics(result.epochs_run, final), **self.costs, "placement": self.placement})
         append_event(
             work_dir,
             "end",

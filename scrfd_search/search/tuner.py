@@ -79,12 +79,17 @@ def build_searcher(settings: SearchSettings, record: ExperimentRecord, configs: 
             replay=configs,
             recipe_space=recipe_space_of(record),
             base_recipe=base_recipe_of(record, s),
+            objectives=s.objective_list,
         )
     return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent or 1)
 
 
 def build_scheduler(settings: SearchSettings) -> Any:
-    """FIFO (every trial trains all epochs) or ASHA on hard AP, by epoch, with max_t = epochs."""
+    """FIFO (every trial trains all epochs) or ASHA on hard AP, by epoch, with max_t = epochs.
+
+    ASHA ranks by hard AP alone whatever the objectives: a trial's cost (latency, GFLOPs) does not
+    change while it trains, so only its AP can tell ASHA's rungs anything.
+    """
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if settings.scheduler == "fifo":

@@ -92,6 +92,8 @@ class SearchSpace:
     keypoints: bool = False
     source: str = "<space>"
     recipe: RecipeSpace | None = None  # the optional `recipe:` section, sampled jointly with the architecture
+    max_latency_ms: float | None = None  # a latency ceiling, predicted with latency_table (see docs/latency.md)
+    latency_table: Path | None = None  # a table from `scrfd-search latency-table`, resolved beside the YAML
 
     def budget_range(self, budget_gflops: float | None = None) -> tuple[float, float]:
         """(low, high) GFLOPs accepted: the budget plus or minus the tolerance."""
@@ -210,6 +212,8 @@ class SearchSpace:
                 "keypoints": self.keypoints,
             },
             **({"recipe": self.recipe.to_dict()} if self.recipe is not None else {}),
+            **({"max_latency_ms": self.max_latency_ms} if self.max_latency_ms is not None else {}),
+            **({"latency_table": str(self.latency_table)} if self.latency_table is not None else {}),
         }
 
     @classmethod
@@ -262,6 +266,8 @@ _TOP_KEYS = {
     "head",
     "description",
     "recipe",
+    "max_latency_ms",
+    "latency_table",
 }
 _HEAD_KEYS = {"num_convs", "width", "norm", "gn_groups", "shared", "depthwise", "keypoints"}
 
@@ -326,9 +332,30 @@ class _SpaceParser:
             keypoints=self.flag(head.get("keypoints", False), "head.keypoints"),
             source=self.source,
             recipe=RecipeSpace.from_dict(data["recipe"], self.source) if "recipe" in data else None,
+            **self.latency(data),
         )
         self.check_buildable(space)
         return space
+
+    def latency(self, data: dict) -> dict[str, Any]:
+        """max_latency_ms (a positive number) and latency_table (a path, relative to the YAML's folder)."""
+        out: dict[str, Any] = {}
+        if "max_latency_ms" in data:
+            out["max_latency_ms"] = self.number(data["max_latency_ms"], "max_latency_ms")
+            if "latency_table" not in data:
+                raise self.fail(
+                    "max_latency_ms",
+                    "needs latency_table: PATH (a table from `scrfd-search latency-table` on the target device)",
+                )
+        if "latency_table" in data:
+            raw = data["latency_table"]
+            if not isinstance(raw, str) or not raw.strip():
+                raise self.fail("latency_table", f"{raw!r} is not a path to a latency table")
+            path = Path(raw).expanduser()
+            if not path.is_absolute() and self.source != "<space>":
+                path = Path(self.source).parent / path
+            out["latency_table"] = path.absolute()
+        return out
 
     def reject_unknown(self, data: dict, allowed: set[str], prefix: str) -> None:
         """Fail on the first key the format does not know."""
