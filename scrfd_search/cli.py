@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("launch", "launch", "launch a budgeted search with Ray Tune"),
     ("resume", "resume", "continue an interrupted search"),
     ("status", "status", "print a search's leaderboard and progress"),
+    ("fidelity", "fidelity", "retrain a spread of trials under new seeds and longer: can the ranking be trusted?"),
     ("export", "export", "export top architectures as mmdet configs (and ONNX)"),
     ("import-weights", "import_weights", "import released SCRFD weights (ONNX or reference checkpoint)"),
     ("detect", "detect", "detect faces in images with a checkpoint or an ONNX file"),

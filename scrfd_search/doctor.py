@@ -156,8 +156,12 @@ def mmcv_check() -> Check:
     )
 
 
-def ray_checks(address: str | None) -> tuple[list[Check], float, float, int]:
-    """Per-node CPUs and GPUs of the cluster at address (or of this machine); also total CPUs/GPUs and nodes."""
+def ray_checks(
+    address: str | None, folders: dict[str, str | None] | None = None
+) -> tuple[list[Check], float, float, int]:
+    """Per-node CPUs and GPUs of the cluster at address (or of this machine); also total CPUs/GPUs and nodes.
+
+    On a cluster, also whether every node sees the given folders (flag -> path) as this machine does."""
     if address is None:
         cpus, gpus = local_cpus(), local_gpus()
         detail = f"local (no --address): {cpus} CPUs, {gpus} GPUs on {socket.gethostname()}"
@@ -179,6 +183,7 @@ def ray_checks(address: str | None) -> tuple[list[Check], float, float, int]:
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
+        storage = shared_storage_check(folders or {})
     except Exception as exc:  # noqa: BLE001
         return (
             [Check("Ray cluster", FAIL, f"{address}: {_first_line(exc)}", "check the address and Ray versions")],
@@ -201,7 +206,21 @@ def ray_checks(address: str | None) -> tuple[list[Check], float, float, int]:
         )
     cpus = sum(n["Resources"].get("CPU", 0.0) for n in nodes)
     gpus = sum(n["Resources"].get("GPU", 0.0) for n in nodes)
-    return rows, cpus, gpus, len(nodes)
+    return rows + storage, cpus, gpus, len(nodes)
+
+
+def shared_storage_check(folders: dict[str, str | None]) -> list[Check]:
+    """One row: whether every node of the joined cluster reads back what this machine wrote into the folders."""
+    from scrfd_search.search.shared_storage import check_shared_storage  # ray
+
+    present = {flag: path for flag, path in folders.items() if path is not None}
+    if not present:
+        return []
+    try:
+        check_shared_storage(present)
+    except UserError as exc:
+        return [Check("shared storage", FAIL, str(exc), "mount the same folders on every node (e.g. NFS)")]
+    return [Check("shared storage", OK, "every node sees " + " and ".join(f"{f} {p}" for f, p in present.items()))]
 
 
 def data_check(data: str | None) -> tuple[Check, int]:
@@ -284,7 +303,9 @@ def run_checks(options: DoctorOptions, probe: bool = True) -> list[Check]:
     rows += _guarded("torch", torch_checks)
     rows += _guarded("torchvision NMS", nms_checks)
     rows += _guarded("mmcv", lambda: [mmcv_check()])
-    ray_rows, cpus, gpus, _ = ray_checks(options.address)
+    ray_rows, cpus, gpus, _ = ray_checks(
+        options.address, {"--results-dir": options.results_dir, "--data": options.data}
+    )
     rows += ray_rows
     data_row, train_images = data_check(options.data)
     rows.append(data_row)

@@ -13,7 +13,8 @@ full schedule); --optimizer, --lr, --weight-decay and --momentum override it.
 hard,latency` or `hard,gflops`) instead of the top K, each with its ONNX file, and measures each
 model's latency (predicted by the search's latency table against measured, in export.json).
 Default output: results/NAME/export/; an earlier export there is replaced only with --force, and a
-non-empty folder that holds no export is never touched.
+non-empty folder that holds no export is never touched. After `fidelity` measured the search's seed
+noise, the trials whose hard AP lies within it of the best are named as ties (also in export.json).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from scrfd_search.commands.recipe_flags import add_recipe_arguments, recipe_flag
 from scrfd_search.errors import UserError
 from scrfd_search.export.latency_check import latency_entry, latency_text, settings_for
 from scrfd_search.latency.measure import machine_fingerprint
+from scrfd_search.search.fidelity_store import ties_text
 from scrfd_search.search.store import ExperimentStore, store_path
 
 
@@ -144,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{out / entry['onnx']}  from {origin}")
         if "latency" in entry:
             print("  " + latency_text(entry["latency"]))
+    ties = index.get("source", {}).get("ties_with_best")
+    if ties is not None:
+        print(ties_text(ties))
     count = len(index["models"])
     if args.arch is None and not args.pareto and count < top:
         print(f"note: only {count} finished trial(s) with a hard AP; --top asked for {top}")

@@ -17,6 +17,9 @@ The training recipe is --optimizer (sgd, sgdp, adamw, adaboundw, sam) with --lr,
 (optimizer choices, log-uniform lr and weight_decay ranges) is sampled with the architecture instead,
 seeded like it. A step-2 search without a section of its own inherits step 1's recipe (section and
 flags). --recipe-only --arch ARCH.json keeps one architecture and searches only the recipe section of --space.
+--repeats R trains every candidate R times (seeds --seed .. --seed + R - 1, one after another inside its
+trial) and ranks it by the mean hard AP, keeping every run's AP (`status` shows their sd): the cure when
+`fidelity` finds seed noise larger than the leaderboard's differences.
 Everything lands in results/NAME/ (or --results-dir/NAME): experiment.json, leaderboard.json, the
 Ray experiment (ray/), the trials' work folders (trials/); see `status`, `resume`. Nothing starts
 before every check passed: the results dir is writable, both splits' annotations parse and every
@@ -80,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the architecture of --arch and search only the recipe: section of --space",
     )
     parser.add_argument("--arch", type=Path, metavar="ARCH.json", help="the fixed architecture of --recipe-only")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="train every candidate this many times (seeds --seed, --seed + 1, ...) and rank by the mean (default 1)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only errors and the final line")
 
 
@@ -112,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         recipe_only=args.recipe_only,
         arch_file=str(args.arch.resolve()) if args.arch is not None else None,
+        repeats=args.repeats,
         objectives=",".join(o.name for o in parse_objectives(args.objectives)),
     )
     return launch(settings, quiet=args.quiet)

@@ -6,7 +6,9 @@ the shallow share stem+C2+C3 (fig. 6), and against the backbone / neck / head sh
 distribution of each budget's best models (figs 7/8), and hard AP against GFLOPs with the Pareto front;
 per experiment whose trials carry a predicted latency (a space with a latency_table), hard AP
 against latency with its front.
-Failed or unfinished trials are left out and counted in each caption. Every figure is written with a
+Where `fidelity` reported on an experiment: its trials' hard AP against their long runs' mean hard AP
+(seed range as error bars, Kendall's tau in the title). Failed or unfinished trials are left out and
+counted in each caption. Every figure is written with a
 CSV of the numbers it plots. Default output folder: results/<first NAME>/plots/; a folder holding
 other files is refused unless --force.
 """

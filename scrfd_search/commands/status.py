@@ -6,7 +6,9 @@ trained and state; above the table: trials done, running, failed and pending, th
 for a step-2 search the backbone-share constraint it samples under; the training recipe (fixed, or the
 `recipe:` section searched, with each trial's optimizer, lr and weight decay in the table); each trial's
 predicted latency where the space has a latency table, and for a multi-objective search (`launch
---objectives`) its non-dominated trials, marked * and listed above the table. --json prints
+--objectives`) its non-dominated trials, marked * and listed above the table; with
+`launch --repeats R` the APs are means over R seeds and sd% their spread; after `fidelity`, its verdict
+line (can the ranking be trusted, or what to change). --json prints
 the same as JSON. It also says whether a driver (`launch` or `resume`) is alive; when none is, the
 search is not running whatever the rows say, and the line tells how to resume it.
 """

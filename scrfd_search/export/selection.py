@@ -12,6 +12,7 @@ from scrfd_search.errors import UserError
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.flops.report import FlopsReport
 from scrfd_search.search.experiment import ExperimentRecord
+from scrfd_search.search.fidelity_store import ties_with_best
 from scrfd_search.search.objectives import is_multi
 from scrfd_search.search.store import ExperimentStore, TrialRecord, arch_ref_stem, load_arch_ref, ranked, store_path
 from scrfd_search.space.arch import ArchSpec
@@ -130,6 +131,12 @@ def items_from_experiment(
             )
         )
     return items
+
+
+def experiment_ties(name: str, results_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The trials within the seed noise `fidelity` measured of the best one (None without its report)."""
+    store = ExperimentStore(store_path(name, results_dir))
+    return ties_with_best(store.path, store.read_trials())
 
 
 def item_from_arch(

@@ -31,7 +31,7 @@ from scrfd_search.config_writer import (
 )
 from scrfd_search.errors import UserError
 from scrfd_search.export.onnx_file import write_onnx
-from scrfd_search.export.selection import ExportItem, item_from_arch, items_from_experiment
+from scrfd_search.export.selection import ExportItem, experiment_ties, item_from_arch, items_from_experiment
 from scrfd_search.io_utils import atomic_write_json, check_writable, staged_folder
 from scrfd_search.recipe import DEFAULT_OPTIMIZER, OPTIMIZERS, RECIPE_FIELDS, Recipe, full_recipe
 from scrfd_search.search.store import ExperimentStore, store_path
@@ -191,6 +191,9 @@ def export_experiment(
     source: dict[str, Any] = {"experiment": name, "top": top, "store": str(store.path)}
     if pareto:
         source = {"experiment": name, "pareto": [o.name for o in store.objectives()], "store": str(store.path)}
+    ties = experiment_ties(name, results_dir)
+    if ties is not None:
+        source["ties_with_best"] = ties
     return dest, write_export(
         items,
         dest,

@@ -13,6 +13,7 @@ from pathlib import Path
 from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_bytes, atomic_write_text, check_writable
 from scrfd_search.plots.data import BEST_FRACTION, StoreView, load_views, pareto_front
+from scrfd_search.plots.fidelity_figure import fidelity_figure
 from scrfd_search.plots.figures import (
     FIGURE_STEMS,
     backbone_share_figure,
@@ -51,18 +52,21 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
-def draw_all(views: Sequence[StoreView]) -> list[Drawn]:
+def draw_all(views: Sequence[StoreView], store_dirs: Sequence[Path] | None = None) -> list[Drawn]:
     """Every figure for these experiments: three per experiment with trials (a fourth, hard AP by optimizer,
-    where the search sampled a recipe; hard AP against predicted latency where it recorded latencies),
-    then the cross-experiment ones."""
+    where the search sampled a recipe; hard AP against predicted latency where it recorded latencies; trial
+    vs long-run AP where `fidelity` reported on it), then the cross-experiment ones."""
     drawn: list[Drawn] = []
-    for view in views:
+    for i, view in enumerate(views):
         if view.trials:
             drawn += [backbone_share_figure(view), shallow_share_figure(view), detector_share_figure(view)]
             if view.settings.recipe_space:
                 drawn.append(optimizer_figure(view))
             if has_latency(view):
                 drawn.append(latency_pareto_figure(view))
+        fidelity = fidelity_figure(view, store_dirs[i]) if store_dirs is not None else None
+        if fidelity is not None:
+            drawn.append(fidelity)
     drawn += [edf_figure(views), budget_distribution_figure(views), pareto_figure(views)]
     return drawn
 
@@ -100,7 +104,7 @@ def plot_experiments(
     views = load_views(names, results_dir)
     out = Path(out_dir) if out_dir is not None else store_path(names[0], results_dir) / "plots"
     check_plot_folder(out, force)
-    drawn = draw_all(views)
+    drawn = draw_all(views, [store_path(n, results_dir) for n in names])
     rendered = [(d, {fmt: d.image_bytes(fmt) for fmt in formats}, d.csv_text()) for d in drawn]
     written: list[Path] = []
     for d, images, csv_text in rendered:

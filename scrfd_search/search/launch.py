@@ -45,6 +45,9 @@ def launch(settings: SearchSettings, *, quiet: bool = False, trainable: Any = No
     if prepared.settings.address is not None:  # join first: a wrong address fails before any sampling
         init_ray(prepared.settings.address)
         prepared = replace(prepared, settings=settings_for_cluster(prepared.settings))
+        from scrfd_search.search.shared_storage import check_search_storage  # ray
+
+        check_search_storage(prepared.settings)
     prepared = with_candidates(prepared, None if quiet else _sampling_progress)
     s = prepared.settings
     store = ExperimentStore(s.path)

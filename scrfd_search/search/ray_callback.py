@@ -39,6 +39,8 @@ def with_result(record: TrialRecord, result: dict[str, Any] | None) -> TrialReco
         extra = {**extra, "placement": result["placement"]}
     if isinstance(result.get("flops_check"), dict):  # the closed-form and fvcore GFLOPs the trial compared
         extra = {**extra, "flops_check": result["flops_check"]}
+    if isinstance(result.get("hard_runs"), list):  # --repeats: every run's hard AP (the row holds the mean)
+        extra = {**extra, "hard_runs": [float(h) for h in result["hard_runs"]]}
     return record.updated(**aps, epochs_run=int(result.get("epoch", record.epochs_run)), extra=extra)
 
 

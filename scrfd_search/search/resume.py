@@ -95,7 +95,10 @@ def resume(
         _wait_for_stale_workers(store, [r for r in unfinished if r.trial_id in {c["trial_key"] for c in todo}])
         init_ray(settings.address)
         if settings.address is not None:
+            from scrfd_search.search.shared_storage import check_search_storage  # ray
+
             settings_for_cluster(settings)
+            check_search_storage(settings)
         say(
             quiet,
             f"resuming search {name}: {len(finished)} of {settings.trials} trials finished, "
@@ -147,6 +150,8 @@ def _finished_row(row: TrialRecord, store: ExperimentStore) -> TrialRecord | Non
         return None
     aps = {k: float(result[k]) for k in SUBSETS}
     done = row.updated(state="TERMINATED", error=None, epochs_run=int(result.get("epochs_run", 0)), **aps)
+    if isinstance(result.get("hard_runs"), list):  # a repeated trial: its runs beside the mean
+        done = done.updated(extra={**done.extra, "hard_runs": [float(h) for h in result["hard_runs"]]})
     return with_checkpoint(done, store.path)
 
 
@@ -177,10 +182,15 @@ def _replay_config(row: TrialRecord) -> dict[str, Any]:
 
 def _wait_for_stale_workers(store: ExperimentStore, rows: list[TrialRecord]) -> None:
     """Wait until the workers of a killed driver's trials are gone (they must not share a folder with new ones)."""
+    wait_for_stale_workers([(row.trial_id, store.path / row.work_dir) for row in rows])
+
+
+def wait_for_stale_workers(folders: list[tuple[str, Path]]) -> None:
+    """Wait until no worker of an earlier driver on this host still trains in one of the (key, work folder)s."""
     host = socket.gethostname()
     deadline = time.time() + STALE_WORKER_WAIT_S
-    for row in rows:
-        events = read_events(store.path / row.work_dir)
+    for key, folder in folders:
+        events = read_events(folder)
         starts = [e for e in events if e.get("event") == "start" and e.get("host") == host]
         pid = starts[-1].get("pid") if starts else None
         if not isinstance(pid, int) or pid == os.getpid():
@@ -188,7 +198,7 @@ def _wait_for_stale_workers(store: ExperimentStore, rows: list[TrialRecord]) -> 
         while pid_alive(pid) and _is_trial_worker(pid):
             if time.time() > deadline:
                 raise UserError(
-                    f"{store.path / row.work_dir}: trial {row.trial_id} is still being trained by "
+                    f"{folder}: trial {key} is still being trained by "
                     f"process {pid} of an earlier driver; stop it (kill {pid}) and resume again"
                 )
             time.sleep(0.5)

@@ -53,6 +53,7 @@ class SearchSettings:
     recipe_only: bool = False
     arch_file: str | None = None
     objectives: str = DEFAULT_OBJECTIVES  # "hard", "hard,latency" or "hard,gflops" (search/objectives.py)
+    repeats: int = 1  # each candidate trains this many times (seeds seed .. seed + repeats - 1), ranked by the mean
 
     def __post_init__(self) -> None:
         """Reject values no search can run with."""
@@ -65,6 +66,12 @@ class SearchSettings:
                 raise UserError(f"{flag}: {value} must be at least 1")
         if self.img_size % 32 or self.img_size < 64:
             raise UserError(f"--img-size: {self.img_size} must be a multiple of 32 (the largest stride), at least 64")
+        if self.repeats < 1:
+            raise UserError(f"--repeats: {self.repeats} must be at least 1")
+        if self.repeats > 1 and self.scheduler == "asha":
+            raise UserError(
+                f"--repeats: {self.repeats} with --scheduler asha would stop trials on one seed's AP (use fifo)"
+            )
         if self.batch_size < 1:
             raise UserError(f"--batch-size: {self.batch_size} must be at least 1")
         self.recipe()  # names a bad --optimizer, --lr, --weight-decay or --momentum

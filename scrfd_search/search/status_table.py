@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.recipe import Recipe
 from scrfd_search.search.constraint import ShareConstraint
 from scrfd_search.search.experiment import ExperimentRecord
+from scrfd_search.search.fidelity_store import verdict_line
 from scrfd_search.search.objectives import HARD, Objective, is_multi, objective_value, pareto_ids
 from scrfd_search.search.store import TrialRecord, ranked
 from scrfd_search.search.trial import data_workers, trial_placement
@@ -112,6 +114,12 @@ def _recipe_cells(t: TrialRecord) -> str:
     return f"{r['optimizer']:<9} {r['lr']:>9.3g} {r['weight_decay']:>9.3g}"
 
 
+def hard_spread(t: TrialRecord) -> float | None:
+    """The sd of a repeated trial's hard APs (None for a trial trained once)."""
+    runs = t.extra.get("hard_runs")
+    return statistics.stdev(runs) if isinstance(runs, list) and len(runs) >= 2 else None
+
+
 def leaderboard_table(trials: list[TrialRecord], pareto: list[str] | None = None) -> str:
     """The text table: rank, trial, GFLOPs, params, share of GFLOPs per component, APs, epochs, state.
 
@@ -122,13 +130,15 @@ def leaderboard_table(trials: list[TrialRecord], pareto: list[str] | None = None
     with_recipe = any(t.recipe for t in trials)
     with_latency = any(t.latency_ms is not None for t in trials)
     front = set(pareto or [])
+    repeated = any(hard_spread(t) is not None for t in trials)
+    spread_header = f" {'sd%':>5}" if repeated else ""
     recipe_header = f" {'optimizer':<9} {'lr':>9} {'wd':>9}" if with_recipe else ""
     latency_header = f" {'ms':>8}" if with_latency else ""
     front_header = " P" if pareto is not None else ""
     header = (
         f"{'rank':>4}{front_header}  {'trial':<12}{recipe_header} {'GFLOPs':>7}{latency_header} {'params(M)':>9}  "
         + " ".join(f"{c:>5}" for c in COMPONENTS)
-        + f"  {'easy%':>6} {'medium%':>7} {'hard%':>6} {'epochs':>6}  state"
+        + f"  {'easy%':>6} {'medium%':>7} {'hard%':>6}{spread_header} {'epochs':>6}  state"
     )
     lines = [header, "-" * len(header)]
     for rank, t in leaderboard_order(trials):
@@ -137,10 +147,11 @@ def leaderboard_table(trials: list[TrialRecord], pareto: list[str] | None = None
         recipe = f" {_recipe_cells(t)}" if with_recipe else ""
         latency = f" {'-' if t.latency_ms is None else format(t.latency_ms, '.2f'):>8}" if with_latency else ""
         mark = f" {'*' if t.trial_id in front else ' '}" if pareto is not None else ""
+        spread = f" {_pct(hard_spread(t)):>5}" if repeated else ""
         lines.append(
             f"{rank if rank is not None else '-':>4}{mark}  {t.trial_id:<12}{recipe} {total:>7.3f}{latency} "
             f"{t.flops.params_m:>9.3f}  "
-            f"{shares}  {_pct(t.easy):>6} {_pct(t.medium):>7} {_pct(t.hard):>6} {t.epochs_run:>6}  {t.state}"
+            f"{shares}  {_pct(t.easy):>6} {_pct(t.medium):>7} {_pct(t.hard):>6}{spread} {t.epochs_run:>6}  {t.state}"
         )
     return "\n".join(lines)
 
@@ -231,6 +242,14 @@ def status_text(
             f"each trial: {cpus:g} CPUs ({data_workers(cpus)} data-loader workers), "
             f"{0 if gpus is None else gpus:g} GPUs{', mixed precision' if settings.amp else ''}"
         )
+        if settings.repeats > 1:
+            lines.append(
+                f"repeats: every candidate trains {settings.repeats} times (seeds {settings.seed} to "
+                f"{settings.seed + settings.repeats - 1}); APs are the means, sd% the spread of hard AP"
+            )
+    verdict = verdict_line(store_dir) if store_dir is not None else None
+    if verdict:
+        lines.append(verdict)
     objectives = objectives_of(experiment)
     pareto = pareto_ids(trials, objectives) if is_multi(objectives) else None
     legend = "GFLOPs shares per component in %, APs in %"
@@ -263,6 +282,7 @@ def status_json(
         row["pareto"] = t.trial_id in front
         row["shares"] = {c: t.flops.gflops[c] / t.flops.total_gflops for c in COMPONENTS}
         row["placement"] = placement_of(t, store_dir)
+        row["hard_sd"] = hard_spread(t)
         rows.append(row)
     return {
         "name": experiment.name,
@@ -272,5 +292,6 @@ def status_json(
         "objectives": [o.name for o in objectives],
         "pareto": [t.trial_id for _, t in leaderboard_order(trials) if t.trial_id in front],
         "driver": driver,
+        "fidelity": verdict_line(store_dir) if store_dir is not None else None,
         "trials": rows,
     }

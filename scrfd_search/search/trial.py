@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -28,6 +29,7 @@ from scrfd_search.training.settings import candidate_data, candidate_schedule
 
 EVENTS_FILE = "trial_events.jsonl"
 TRIAL_FILE = "trial.json"  # the trial's config (key, arch, FLOPs, candidate): what a leaderboard rebuild reads
+REPEAT_PREFIX = "repeat"  # --repeats R > 1: run i of a trial trains in trials/KEY/repeat<i>/
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class TrialSettings:
     amp: bool = False
     input_shape: tuple[int, int] | None = None  # where FLOPs are counted; None: the trial does not confirm them
     flops_tolerance: float | None = None  # the space's; fvcore and the closed form may disagree this much
+    repeats: int = 1
 
 
 def trial_settings(
@@ -67,6 +70,7 @@ def trial_settings(
         amp=search.amp,
         input_shape=None if input_shape is None else (int(input_shape[0]), int(input_shape[1])),
         flops_tolerance=flops_tolerance,
+        repeats=search.repeats,
     )
 
 
@@ -179,14 +183,14 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     """Ray Tune function trainable: train config['arch'] and tune.report APs after every validation.
 
     The trial first records where it runs (node, GPU ids, device, loader workers) in its event file
-    and then adds that placement to every report, so `status` can show it.
+    and then adds that placement to every report, so `status` can show it. With settings.repeats R > 1
+    it trains R times (seeds seed .. seed + R - 1, each in work_dir/repeatI/, each resumable on its own)
+    and reports once, the mean APs with every run's hard AP (`repeats_result`).
     """
     from ray import tune
 
     placement = ray_placement()
     import torch
-
-    from scrfd_search.training.candidate import train_candidate  # torch/mmengine, in the worker only
 
     torch.set_num_threads(max(1, settings.threads))
     trial_id = config.get("trial_key") or tune.get_context().get_trial_id()
@@ -196,7 +200,8 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     done = finished_result(work_dir)
     if done is not None:
         # trained to its end by an earlier driver that died before recording it: report, never retrain
-        tune.report({**ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done), **costs})
+        runs = {"hard_runs": done["hard_runs"]} if "hard_runs" in done else {}
+        tune.report({**ap_metrics(int(done.get("epochs_run", settings.schedule.epochs)), done), **runs, **costs})
         return
     if not (work_dir / TRIAL_FILE).is_file():
         atomic_write_json(work_dir / TRIAL_FILE, {"config": config})
@@ -204,46 +209,110 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     if note is not None:
         print(f"[scrfd-search] trial {trial_id}: {note}", file=sys.stderr, flush=True)
     placement.update(device=device, device_note=note, workers=data_workers(settings.threads))
-    resume = has_checkpoint(work_dir)
-    append_event(work_dir, "start", resume=resume, placement=placement)
     flops_check = confirm_flops(trial_id, config, settings, work_dir)
-    arch = ArchSpec.from_dict(config["arch"], "trial config")
+    costs = {**costs, "flops_check": flops_check}
     schedule = settings.schedule
     if config.get("recipe"):
         schedule = replace(schedule, recipe=Recipe.from_dict(config["recipe"], "trial config"))
-    reported: list[int] = []
+    run = _Run(ArchSpec.from_dict(config["arch"], "trial config"), schedule, settings, device, placement, costs)
+    if settings.repeats == 1:
+        run.train(work_dir, settings.seed, report=True)
+        return
+    append_event(work_dir, "start", resume=(work_dir / f"{REPEAT_PREFIX}0").is_dir(), placement=placement)
+    results = []
+    for index in range(settings.repeats):
+        folder = work_dir / f"{REPEAT_PREFIX}{index}"
+        if finished_result(folder) is None:
+            run.train(folder, (settings.seed + index) % 2**32, report=False)
+        results.append(finished_result(folder))
+    final = repeats_result(results, work_dir)  # type: ignore[arg-type]
+    atomic_write_json(work_dir / RESULT_FILE, final)
+    runs = {"hard_runs": final["hard_runs"]}
+    tune.report({**ap_metrics(final["epochs_run"], final), **runs, **costs, "placement": placement})
+    append_event(work_dir, "end", epochs_run=final["epochs_run"], **{k: final[k] for k in SUBSETS})
 
-    def on_validation(epoch: int, aps: dict[str, float]) -> None:
-        """Forward every validation to Ray Tune (ASHA decides on these; it may stop the trial here)."""
-        metrics = ap_metrics(epoch, aps)
-        append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
-        tune.report({**metrics, **costs, "placement": placement, "flops_check": flops_check})
-        reported.append(epoch)
 
-    result = train_candidate(
-        arch,
-        settings.data,
-        schedule,
-        work_dir,
-        device=device,
-        seed=settings.seed,
-        on_validation=on_validation,
-        resume=resume,
-        amp=settings.amp and device == "cuda",
-    )
-    final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
-    if not reported:
-        tune.report(
-            {**ap_metrics(result.epochs_run, final), **costs, "placement": placement, "flops_check": flops_check}
+@dataclass(frozen=True)
+class _Run:
+    """What every training run of one trial shares: architecture, schedule, settings, device, placement."""
+
+    arch: ArchSpec
+    schedule: Schedule
+    settings: TrialSettings
+    device: str
+    placement: dict[str, Any]
+    costs: dict[str, Any]
+
+    def train(self, work_dir: Path, seed: int, report: bool) -> None:
+        """Train once in work_dir (resuming its checkpoint), logging start and end; report every validation
+        to Ray Tune when `report` (the trial's only run)."""
+        from ray import tune
+
+        from scrfd_search.training.candidate import train_candidate  # torch/mmengine, in the worker only
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        resume = has_checkpoint(work_dir)
+        append_event(work_dir, "start", resume=resume, placement=self.placement)
+        reported: list[int] = []
+
+        def on_validation(epoch: int, aps: dict[str, float]) -> None:
+            """Forward every validation to Ray Tune (ASHA decides on these; it may stop the trial here)."""
+            metrics = ap_metrics(epoch, aps)
+            append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
+            if report:
+                tune.report({**metrics, **self.costs, "placement": self.placement})
+                reported.append(epoch)
+
+        result = train_candidate(
+            self.arch,
+            self.settings.data,
+            self.schedule,
+            work_dir,
+            device=self.device,
+            seed=seed,
+            on_validation=on_validation,
+            resume=resume,
+            amp=self.settings.amp and self.device == "cuda",
         )
-    append_event(
-        work_dir,
-        "end",
-        epochs_run=result.epochs_run,
-        images_per_s=result.images_per_s,
-        peak_memory_mib=result.peak_memory_mib,
-        **final,
+        final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
+        if report and not reported:
+            tune.report({**ap_metrics(result.epochs_run, final), **self.costs, "placement": self.placement})
+        append_event(
+            work_dir,
+            "end",
+            epochs_run=result.epochs_run,
+            images_per_s=result.images_per_s,
+            peak_memory_mib=result.peak_memory_mib,
+            **final,
+        )
+
+
+def repeats_result(results: list[dict[str, Any]], work_dir: Path) -> dict[str, Any]:
+    """The result.json of a repeated trial: mean APs, every run's hard AP and their sd, the first run's
+    checkpoint linked into work_dir (what export takes)."""
+    out: dict[str, Any] = {k: sum(float(r[k]) for r in results) / len(results) for k in SUBSETS}
+    hards = [float(r["hard"]) for r in results]
+    mean = out["hard"]
+    out.update(
+        epochs_run=min(int(r.get("epochs_run", 0)) for r in results),
+        hard_runs=hards,
+        hard_sd=math.sqrt(sum((h - mean) ** 2 for h in hards) / (len(hards) - 1)),
+        checkpoint=_link_checkpoint(results[0].get("checkpoint"), work_dir),
     )
+    return out
+
+
+def _link_checkpoint(checkpoint: str | None, work_dir: Path) -> str | None:
+    """A hard link (else a copy) of the first run's final checkpoint in the trial's own folder."""
+    if not checkpoint or not Path(checkpoint).is_file():
+        return None
+    target = work_dir / Path(checkpoint).name
+    if not target.exists():
+        try:
+            os.link(checkpoint, target)
+        except OSError:
+            shutil.copy2(checkpoint, target)
+    return str(target)
 
 
 def trial_placement(work_dir: Path) -> dict[str, Any] | None:
