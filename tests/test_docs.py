@@ -18,7 +18,6 @@ PAGES = sorted([README, REPO / "results" / "README.md", *(REPO / "docs").glob("*
 MAX_README_LINES = 150
 FIRST_SCREEN_LINES = 25
 # Pages written on other branches and linked ahead of their merge; remove a name once its page exists.
-PENDING = {"docs/demo.md", "docs/fidelity.md", "docs/scaling.md"}
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
 SECTION_REFERENCE = re.compile(r"((?:docs/)?[\w.-]+\.md|README),? \"([^\"]+)\"")
@@ -86,16 +85,9 @@ def test_every_relative_link_leads_to_a_file_and_heading(link: tuple[Path, str])
     page, target = link
     path_part, _, fragment = target.partition("#")
     path = (page.parent / path_part).resolve() if path_part else page
-    if not path.exists() and path.relative_to(REPO).as_posix() in PENDING:
-        return
     assert path.exists(), f"{_name(page)}: link to {target}: no such file"
     if fragment:
         assert fragment in _anchors(path), f"{_name(page)}: link to {target}: {_name(path)} has no such heading"
-
-
-def test_pending_pages_are_still_pending() -> None:
-    arrived = sorted(name for name in PENDING if (REPO / name).exists())
-    assert not arrived, f"{arrived} exist now: remove them from PENDING in tests/test_docs.py"
 
 
 def _section_references() -> list[tuple[str, str, str]]:
