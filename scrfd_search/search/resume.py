@@ -28,6 +28,7 @@ from scrfd_search.search.checks import (
 )
 from scrfd_search.search.driver import DriverLease, pid_alive
 from scrfd_search.search.ray_session import init_ray, send_ray_auth_token, settings_for_cluster
+from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import (
     CANDIDATES_FILE,
     ExperimentStore,
@@ -61,25 +62,9 @@ def resume(
         settings = replace(settings, data_root=str(Path(data_root).expanduser().resolve()))
     rows = rebuilt_rows(store) if rebuild_leaderboard else _readable_rows(store, name)
     configs = _stored_candidates(store) if settings.searcher == "random" else None
-    try:
-        check_data_root(settings.data_root)
-    except UserError as exc:
-        raise UserError(f"{exc}; a moved store points at its data with `resume {name} --data PATH`") from None
-    check_data_contents(settings.data_root)
-    if settings.address is not None:
-        send_ray_auth_token()
-    else:
-        check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial or 0.0, local_cpus(), local_gpus())
+    _check_before_resume(settings, name)
     with DriverLease(store.path, "resume"):
-        if rebuild_leaderboard:
-            store.write_trials(rows)
-        elif store.needs_migration():
-            moved = store.migrate()
-            say(
-                False,
-                f"search {name}: moved {moved} trial rows from {store.leaderboard_file.name} into "
-                f"{store.database_file.name} (once; leaderboard.json stays as a snapshot)",
-            )
+        _write_rows_or_migrate(store, rows, rebuild_leaderboard, name)
         rows = reconcile(store, rows)
         finished = {r.trial_id for r in rows if r.finished}
         unfinished = [r for r in rows if r.trial_id not in finished]
@@ -105,6 +90,32 @@ def resume(
             f"{len(unfinished)} continue from their checkpoints, {samples - len(unfinished)} not started yet",
         )
         return fit(build_tuner(settings, record, todo, samples, quiet), settings, store, quiet)
+
+
+def _check_before_resume(settings: SearchSettings, name: str) -> None:
+    """The data is where the store says (or --data says) and a trial still fits this machine."""
+    try:
+        check_data_root(settings.data_root)
+    except UserError as exc:
+        raise UserError(f"{exc}; a moved store points at its data with `resume {name} --data PATH`") from None
+    check_data_contents(settings.data_root)
+    if settings.address is not None:
+        send_ray_auth_token()
+    else:
+        check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial or 0.0, local_cpus(), local_gpus())
+
+
+def _write_rows_or_migrate(store: ExperimentStore, rows: list[TrialRecord], rebuilt: bool, name: str) -> None:
+    """Store rebuilt rows; or move an old store's rows from leaderboard.json into the database, once."""
+    if rebuilt:
+        store.write_trials(rows)
+    elif store.needs_migration():
+        moved = store.migrate()
+        say(
+            False,
+            f"search {name}: moved {moved} trial rows from {store.leaderboard_file.name} into "
+            f"{store.database_file.name} (once; leaderboard.json stays as a snapshot)",
+        )
 
 
 def _readable_rows(store: ExperimentStore, name: str) -> list[TrialRecord]:
