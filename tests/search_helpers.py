@@ -107,6 +107,7 @@ def make_store(
         )
     )
     store.write_trials(rows)
+    store.close()  # checkpoints the database's write-ahead log now, not whenever the collector closes it
     return store
 
 
@@ -228,3 +229,21 @@ def end_session(proc: subprocess.Popen, sig: int = signal.SIGKILL, grace_s: floa
         time.sleep(0.2)
     kill_session(proc.pid)
     proc.wait()
+
+
+def folder_snapshot(folder: Path) -> dict[str, Any]:
+    """Every file under folder with its bytes; a SQLite database by its contents (its -wal and -shm files
+    come and go with open connections, so they are read through the database, not compared as files)."""
+    import sqlite3
+
+    out: dict[str, Any] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = str(path.relative_to(folder))
+        if name.endswith(("-wal", "-shm")):
+            continue
+        if path.suffix == ".db":
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                out[name] = list(db.iterdump())
+        else:
+            out[name] = path.read_bytes()
+    return out

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from search_helpers import make_store, step1_rows
+from search_helpers import folder_snapshot, make_store, step1_rows
 
 from scrfd_search.cli import main
 from scrfd_search.io_utils import atomic_write_json
@@ -20,11 +20,6 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under folder with its bytes."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -47,11 +42,11 @@ def eight(tmp_path: Path) -> Path:
     ],
 )
 def test_a_bad_request_is_one_line_and_writes_nothing(capsys, eight: Path, argv: list[str], needle: str) -> None:
-    before = snapshot(eight)
+    before = folder_snapshot(eight)
     code, out, err = run(capsys, "fidelity", *argv, "--results-dir", str(eight))
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("scrfd-search fidelity: error: ") and needle in err, err
-    assert snapshot(eight) == before
+    assert folder_snapshot(eight) == before
 
 
 def test_fewer_than_three_trials_trained_to_the_end_is_refused(capsys, tmp_path: Path) -> None:
@@ -59,10 +54,10 @@ def test_fewer_than_three_trials_trained_to_the_end_is_refused(capsys, tmp_path:
     rows[0] = rows[0].updated(state="ERROR", hard=None)
     rows[1] = rows[1].updated(state="RUNNING")  # its AP so far is not a finished trial's
     make_store(tmp_path, "s1", rows)
-    before = snapshot(tmp_path)
+    before = folder_snapshot(tmp_path)
     code, _, err = run(capsys, "fidelity", "s1", "--sample", "3", "--results-dir", str(tmp_path))
     assert code == 2 and "2 trials trained to the end; fidelity needs at least 3" in err and err.count("\n") == 1
-    assert snapshot(tmp_path) == before
+    assert folder_snapshot(tmp_path) == before
 
 
 def test_a_second_request_with_other_flags_does_not_mix_with_the_first(capsys, eight: Path) -> None:
@@ -71,10 +66,10 @@ def test_a_second_request_with_other_flags_does_not_mix_with_the_first(capsys, e
     store = ExperimentStore(eight / "s1")
     plan = make_plan(store.read_experiment().settings, store.read_trials(), FidelityRequest(sample=4))
     atomic_write_json(fidelity_dir(store.path) / "plan.json", plan.to_dict())
-    before = snapshot(eight)
+    before = folder_snapshot(eight)
     code, _, err = run(capsys, "fidelity", "s1", "--sample", "5", "--results-dir", str(eight))
     assert code == 2 and "holds a fidelity run of --sample 4 --seeds 2 --seed 0" in err, err
-    assert snapshot(eight) == before
+    assert folder_snapshot(eight) == before
 
 
 def write_report(results: Path, noisy: bool) -> dict:
