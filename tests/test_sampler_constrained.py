@@ -82,8 +82,9 @@ def test_step2_launch_draws_under_a_tight_constraint(search_spaces_dir, tmp_path
     if searcher == "optuna":  # only a feasibility check: it must not give up on the rare qualifying backbones
         assert found is None
         return
-    assert len(found) == 2 and reports[-1].confirmed_by_fvcore == 2 and reports[-1].draws <= 6
-    assert all(constraint.accepts(c.flops) for c in found)  # fvcore's count
+    # the driver hands candidates out by the closed form (each trial confirms its own with fvcore)
+    assert len(found) == 2 and reports[-1].confirmed_by_fvcore == 0 and reports[-1].draws <= 6
+    assert all(constraint.accepts(c.flops) for c in found)
 
 
 def test_infeasible_share_ranges_fail_at_once_with_one_line(search_spaces_dir):
