@@ -17,44 +17,19 @@ On a shared machine the spread is wide: the ratios, measured in the same rounds,
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from scrfd_search.builders import build_model
-from scrfd_search.export.onnx_file import ONNX_OPSET, export_onnx_bytes
-from scrfd_search.export.released_format import released_head_module, released_output_names
+from scrfd_search.export.onnx_file import export_onnx_bytes
+from scrfd_search.export.released_format import released_head_module
 from scrfd_search.latency.measure import Timing, interleaved_samples
 from scrfd_search.latency.modules import ort_session
 from scrfd_search.space.arch import ArchSpec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "scrfd"
-
-
-def fixed_batch_bytes(module: object, keypoints: bool, hw: tuple[int, int]) -> bytes:
-    """The module as ONNX with only H and W dynamic (batch fixed at 1, as the released files)."""
-    import torch
-
-    names = released_output_names(keypoints)
-    dynamic = {"input": {2: "height", 3: "width"}} | {n: {1: f"anchors_{n.rsplit('_', 1)[1]}"} for n in names}
-    buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (torch.zeros(1, 3, *hw),),
-            buf,
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=["input"],
-            output_names=names,
-            dynamic_axes=dynamic,
-            do_constant_folding=True,
-        )
-    return buf.getvalue()
 
 
 def main() -> None:
@@ -76,7 +51,9 @@ def main() -> None:
     for name in args.archs:
         arch = ArchSpec.load(CONFIGS / f"{name}.json")
         module = released_head_module(build_model(arch))
-        fixed = ort_session(fixed_batch_bytes(module, arch.head.keypoints, hw), args.threads, "cpu")
+        fixed = ort_session(
+            export_onnx_bytes(module, arch.head.keypoints, hw, dynamic_batch=False), args.threads, "cpu"
+        )
         dynamic = ort_session(export_onnx_bytes(module, arch.head.keypoints, hw), args.threads, "cpu")
         runs = [(fixed, one), (dynamic, one), (dynamic, three)]
         samples = interleaved_samples(

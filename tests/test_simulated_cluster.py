@@ -44,8 +44,15 @@ def one_auth_mode_for_cluster_and_driver(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def start_cluster(nodes: list[dict]) -> object:
-    """A Ray test cluster: the first dict configures the head node, the others the added nodes."""
+    """A Ray test cluster: the first dict configures the head node, the others the added nodes.
+
+    A Ray left connected in this process by an earlier test would be reused by the in-process launch
+    (init_ray keeps a connected Ray), handing the trials to a cluster that is gone: disconnect first.
+    """
+    import ray
     from ray.cluster_utils import Cluster
+
+    ray.shutdown()
 
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={**nodes[0], "include_dashboard": False})
     for node in nodes[1:]:

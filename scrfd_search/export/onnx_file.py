@@ -19,8 +19,11 @@ ONNX_CHECK_BATCHES = (1, 3)  # ... at each of these batch sizes (the batch axis 
 ONNX_TOLERANCE = 1e-4
 
 
-def export_onnx_bytes(module: Any, with_keypoints: bool, sample_hw: tuple[int, int]) -> bytes:
-    """The module as ONNX with free batch, height and width (outputs batch x anchors x channels).
+def export_onnx_bytes(
+    module: Any, with_keypoints: bool, sample_hw: tuple[int, int], dynamic_batch: bool = True
+) -> bytes:
+    """The module as ONNX with free batch, height and width (outputs batch x anchors x channels); with
+    dynamic_batch False the batch is fixed at 1, as in the released files.
 
     TorchScript exporter: the dynamo one needs onnxscript, not installed.
     """
@@ -28,8 +31,9 @@ def export_onnx_bytes(module: Any, with_keypoints: bool, sample_hw: tuple[int, i
     import torch
 
     names = released_output_names(with_keypoints)
-    dynamic = {"input": {0: "batch", 2: "height", 3: "width"}}
-    dynamic |= {n: {0: "batch", 1: f"anchors_{n.rsplit('_', 1)[1]}"} for n in names}
+    batch = {0: "batch"} if dynamic_batch else {}
+    dynamic = {"input": {**batch, 2: "height", 3: "width"}}
+    dynamic |= {n: {**batch, 1: f"anchors_{n.rsplit('_', 1)[1]}"} for n in names}
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the legacy exporter announces its deprecation; GroupNorm's batch-size check is traced as a constant
