@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -209,16 +211,16 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     if note is not None:
         print(f"[scrfd-search] trial {trial_id}: {note}", file=sys.stderr, flush=True)
     placement.update(device=device, device_note=note, workers=data_workers(settings.threads))
-    flops_check = confirm_flops(trial_id, config, settings, work_dir)
-    costs = {**costs, "flops_check": flops_check}
     schedule = settings.schedule
     if config.get("recipe"):
         schedule = replace(schedule, recipe=Recipe.from_dict(config["recipe"], "trial config"))
     run = _Run(ArchSpec.from_dict(config["arch"], "trial config"), schedule, settings, device, placement, costs)
+    confirm = functools.partial(confirm_flops, trial_id, config, settings, work_dir)
     if settings.repeats == 1:
-        run.train(work_dir, settings.seed, report=True)
+        run.train(work_dir, settings.seed, report=True, confirm=confirm)
         return
     append_event(work_dir, "start", resume=(work_dir / f"{REPEAT_PREFIX}0").is_dir(), placement=placement)
+    costs = {**costs, "flops_check": confirm()}
     results = []
     for index in range(settings.repeats):
         folder = work_dir / f"{REPEAT_PREFIX}{index}"
@@ -243,9 +245,10 @@ class _Run:
     placement: dict[str, Any]
     costs: dict[str, Any]
 
-    def train(self, work_dir: Path, seed: int, report: bool) -> None:
+    def train(self, work_dir: Path, seed: int, report: bool, confirm: Callable[[], dict | None] | None = None) -> None:
         """Train once in work_dir (resuming its checkpoint), logging start and end; report every validation
-        to Ray Tune when `report` (the trial's only run)."""
+        to Ray Tune when `report` (the trial's only run). `confirm` (the trial's FLOPs check) runs after the
+        start is logged, and its figures go with every report."""
         from ray import tune
 
         from scrfd_search.training.candidate import train_candidate  # torch/mmengine, in the worker only
@@ -253,6 +256,7 @@ class _Run:
         work_dir.mkdir(parents=True, exist_ok=True)
         resume = has_checkpoint(work_dir)
         append_event(work_dir, "start", resume=resume, placement=self.placement)
+        costs = self.costs if confirm is None else {**self.costs, "flops_check": confirm()}
         reported: list[int] = []
 
         def on_validation(epoch: int, aps: dict[str, float]) -> None:
@@ -260,7 +264,7 @@ class _Run:
             metrics = ap_metrics(epoch, aps)
             append_event(work_dir, "validation", epoch=epoch, hard=metrics["hard"])
             if report:
-                tune.report({**metrics, **self.costs, "placement": self.placement})
+                tune.report({**metrics, **costs, "placement": self.placement})
                 reported.append(epoch)
 
         result = train_candidate(
@@ -276,7 +280,7 @@ class _Run:
         )
         final = {"easy": result.easy, "medium": result.medium, "hard": result.hard}
         if report and not reported:
-            tune.report({**ap_metrics(result.epochs_run, final), **self.costs, "placement": self.placement})
+            tune.report({**ap_metrics(result.epochs_run, final), **costs, "placement": self.placement})
         append_event(
             work_dir,
             "end",
