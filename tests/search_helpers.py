@@ -247,3 +247,18 @@ def folder_snapshot(folder: Path) -> dict[str, Any]:
         else:
             out[name] = path.read_bytes()
     return out
+
+
+def gflops_front_by_brute_force(rows: list[TrialRecord]) -> list[str]:
+    """Trial ids no other row dominates in (hard AP up, total GFLOPs down), in row order: the reference
+    the project's Pareto marks are checked against."""
+    return [
+        a.trial_id
+        for a in rows
+        if not any(
+            b.hard >= a.hard
+            and b.flops.total_gflops <= a.flops.total_gflops
+            and (b.hard > a.hard or b.flops.total_gflops < a.flops.total_gflops)
+            for b in rows
+        )
+    ]

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from search_helpers import STEP1_SPACE, make_store, step1_rows
+from search_helpers import STEP1_SPACE, gflops_front_by_brute_force, make_store, step1_rows
 
 from scrfd_search.cli import main
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
@@ -153,16 +153,7 @@ def test_store_objectives_default_to_hard_alone(tmp_path) -> None:
 def test_gflops_objective_marks_by_counted_gflops(tmp_path) -> None:
     _, rows = step1_rows(6, seed=2)
     store = make_store(tmp_path, "gf", rows, objectives="hard,gflops")
-    expected = [
-        a.trial_id
-        for a in rows
-        if not any(
-            b.hard >= a.hard
-            and b.flops.total_gflops <= a.flops.total_gflops
-            and (b.hard > a.hard or b.flops.total_gflops < a.flops.total_gflops)
-            for b in rows
-        )
-    ]
+    expected = gflops_front_by_brute_force(rows)
     assert store.pareto_ids() == expected and expected
 
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from search_helpers import gflops_front_by_brute_force
 
 from scrfd_search.cli import main
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
@@ -156,15 +157,6 @@ def test_a_random_search_records_latency_and_marks_the_gflops_front(space, demo_
     candidates = json.loads((store.path / "candidates.json").read_text())["candidates"]
     assert [c["latency_ms"] for c in candidates] == [r.latency_ms for r in sorted(rows, key=lambda r: r.trial_id)]
     assert all(r.latency_ms == pytest.approx(table.predict_ms(r.arch), rel=1e-9) for r in rows)
-    front = {
-        a.trial_id
-        for a in rows
-        if not any(
-            b.hard >= a.hard
-            and b.flops.total_gflops <= a.flops.total_gflops
-            and (b.hard > a.hard or b.flops.total_gflops < a.flops.total_gflops)
-            for b in rows
-        )
-    }
+    front = set(gflops_front_by_brute_force(rows))
     data = json.loads(store.leaderboard_file.read_text())
     assert data["objectives"] == ["hard", "gflops"] and set(data["pareto"]) == front
