@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -107,3 +108,42 @@ def tiny_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     return root / "results", data
+
+
+@pytest.fixture(autouse=True)
+def ray_auth_mode_kept() -> Iterator[None]:
+    """Each test finds Ray's auth mode as the run started: in os.environ and in Ray's cached config.
+
+    A local `ray.init()` (every in-process `launch` without --address) switches this process to token
+    auth by itself, in os.environ (RAY_AUTH_MODE=token) and in the config Ray's C++ core cached when it
+    was imported; restoring the variable alone leaves the cache in token mode. A later test's driver would
+    then join its no-auth test cluster in token mode, and Ray cancels every trial's actor before it runs
+    (measured, Ray 2.60). Ray's own tests refresh the cache the same way (authentication_test_utils).
+    """
+    before = os.environ.get("RAY_AUTH_MODE")
+    yield
+    if os.environ.get("RAY_AUTH_MODE") != before:
+        os.environ.pop("RAY_AUTH_MODE", None)
+        if before is not None:
+            os.environ["RAY_AUTH_MODE"] = before
+    refresh_ray_auth_mode()
+
+
+@pytest.fixture
+def ray_auth_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process, the Ray test clusters it starts and the drivers it runs in one auth mode: off.
+
+    `ray start --head` turns token auth on by itself where ~/.ray/auth_token exists (a local ray.init()
+    writes one), so the mode is set explicitly for the cluster's processes and the drivers they serve.
+    """
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    refresh_ray_auth_mode()
+
+
+def refresh_ray_auth_mode() -> None:
+    """Make Ray's cached config read RAY_AUTH_MODE again (when Ray is imported and not running)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and "ray._raylet" in sys.modules and not ray.is_initialized():
+        from ray._private.authentication_test_utils import reset_auth_token_state
+
+        reset_auth_token_state()

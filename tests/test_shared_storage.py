@@ -21,7 +21,7 @@ from search_helpers import STEP1_SPACE
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_auth_off")]
 NODES_SCRIPT = """
 import sys, time, ray
 ray.init(address=sys.argv[1], logging_level="ERROR")
@@ -41,12 +41,6 @@ def can_unshare_mounts() -> bool:
         return False
     probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
     return probe.returncode == 0
-
-
-@pytest.fixture(autouse=True)
-def auth_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test cluster and the drivers it starts in one auth mode: off (see test_simulated_cluster)."""
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
 
 
 def alive_nodes(address: str, count: int) -> list[str]:

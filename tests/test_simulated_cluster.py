@@ -20,7 +20,7 @@ from search_helpers import SMALL_DEMO, STEP1_SPACE, CliResult, cli
 from scrfd_search.search.store import ExperimentStore
 from scrfd_search.search.trial import read_events
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_auth_off")]
 TINY = ["--img-size", "64", "--batch-size", "2", "--epochs", "1", "--cpus-per-trial", "1"]
 
 
@@ -28,19 +28,6 @@ TINY = ["--img-size", "64", "--batch-size", "2", "--epochs", "1", "--cpus-per-tr
 def demo_data(demo_factory) -> Path:
     """4 training and 2 validation images, 64-96 px wide (SMALL_DEMO)."""
     return demo_factory(SMALL_DEMO)
-
-
-@pytest.fixture(autouse=True)
-def one_auth_mode_for_cluster_and_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test cluster, this process and the launched driver in one auth mode: off.
-
-    Ray fixes its auth mode when it is first imported, and this process imported it while collecting
-    the tests, without auth; `ray start --head` turns token auth on by itself where ~/.ray/auth_token
-    exists, and an earlier in-process `launch --address` may have set RAY_AUTH_MODE=token. So the mode
-    is set explicitly for the cluster's processes and the driver they start. (A token-mode driver joining
-    a cluster without auth has every trial's actor cancelled: measured, Ray 2.60.)
-    """
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
 
 
 def start_cluster(nodes: list[dict]) -> object:

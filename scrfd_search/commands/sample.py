@@ -106,7 +106,7 @@ def format_latency(candidates, space) -> str:
     ]
     for i, c in enumerate(candidates):
         parts = " ".join(f"{c.latency_ms[k]:6.2f}" for k in COMPONENTS)
-        lines.append(f"{i:>4} {parts} {sum(c.latency_ms.values()):8.2f}")
+        lines.append(f"{i:>4} {parts} {c.latency_total_ms:8.2f}")
     return "\n".join(lines)
 
 
@@ -119,7 +119,7 @@ def write_candidates(candidates, out: Path, space, budget: float, seed: int) -> 
             atomic_write_text(tmp / name, c.arch.to_json())
             row = {"id": i, "file": name, "arch": c.arch.to_dict(), "flops": c.flops.to_dict()}
             if c.latency_ms is not None:
-                row["predicted_latency_ms"] = {**c.latency_ms, "total": sum(c.latency_ms.values())}
+                row["predicted_latency_ms"] = {**c.latency_ms, "total": c.latency_total_ms}
             rows.append(row)
         summary = {"space": space.to_dict(), "budget_gflops": budget, "seed": seed, "candidates": rows}
         atomic_write_json(tmp / "candidates.json", summary)

@@ -34,6 +34,8 @@ class Candidate:
     arch: ArchSpec
     flops: FlopsReport
     latency_ms: dict[str, float] | None = None  # predicted ms by component, when the space names a latency table
+    latency_total_ms: float | None = None  # the prediction held against the ceiling (the components' sum may
+    # differ from it in the last bit)
 
 
 @dataclass(frozen=True)
@@ -114,10 +116,17 @@ def sample_candidates(
             rejected += 1
             continue
         confirmed += confirm
-        found.append(Candidate(arch, report, latency.table.predict_components(arch) if latency else None))
+        found.append(_candidate(arch, report, latency))
         if progress is not None:
             progress(SamplingProgress(draws, in_budget, len(found), n, confirmed, rejected))
     return found
+
+
+def _candidate(arch: ArchSpec, report: FlopsReport, latency: LatencyBudget | None) -> Candidate:
+    """An accepted arch with its FLOPs and, under a latency table, its predicted ms."""
+    if latency is None:
+        return Candidate(arch, report)
+    return Candidate(arch, report, latency.table.predict_components(arch), latency.table.predict_ms(arch))
 
 
 def _check_latency_floor(space: SearchSpace, latency: LatencyBudget | None) -> None:
