@@ -260,7 +260,8 @@ def probe_check(options: DoctorOptions, train_images: int, total_cpus: float, to
     """Train one candidate of --space for probe_iters steps; estimate the whole search's wall time."""
     space_file = Path(options.space) if options.space else default_space()
     space = SearchSpace.load(space_file)
-    arch = sample_candidates(space, 1, options.seed, confirm=False)[0].arch
+    candidate = sample_candidates(space, 1, options.seed, confirm=False)[0]
+    arch = candidate.arch
     gpus = options.gpus_per_trial if options.gpus_per_trial is not None else (1.0 if total_gpus > 0 else 0.0)
     root = Path(options.data or ".").resolve()
     data = candidate_data(
@@ -279,7 +280,7 @@ def probe_check(options: DoctorOptions, train_images: int, total_cpus: float, to
         Check(
             "probe",
             OK,
-            f"{probe.iterations} iterations of a {space.budget_gflops:g} GF candidate on {probe.device}, "
+            f"{probe.iterations} iterations of a {candidate.flops.total_gflops:.3g} GF candidate on {probe.device}, "
             f"{options.img_size} px, batch {options.batch_size}: {probe.images_per_s:.1f} images/s, "
             f"peak memory {probe.peak_memory_mib:.0f} MiB",
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -235,3 +236,29 @@ def test_the_optuna_searcher_proposes_only_candidates_under_the_ceiling(table, t
     )
     for i in range(3):
         assert loaded.predict_ms(ArchSpec.from_dict(searcher.suggest(f"t{i}")["arch"])) <= ceiling
+
+
+def test_a_latency_ceiling_instead_of_a_flops_budget_bounds_sample_and_optuna(table, tmp_path, capsys):
+    from scrfd_search.search.searchers import BudgetedOptunaSearch  # optuna, ray: only this test needs them
+
+    loaded = load_latency_table(table)
+    unbudgeted = {k: v for k, v in tiny_space().items() if k != "budget_gflops"}
+    rng = np.random.default_rng(4)
+    drawn = SearchSpace.from_dict({**tiny_space(), "tolerance": 0.99})  # ranges only: draws ignore the budget
+    predictions = sorted(loaded.predict_ms(drawn.sample_arch(rng)) for _ in range(40))
+    ceiling = predictions[len(predictions) // 2]
+    latency = {"max_latency_ms": ceiling, "latency_table": str(table)}
+    space_file = write_space(tmp_path / "s.yaml", {**unbudgeted, **latency})
+    out = tmp_path / "drawn"
+    capsys.readouterr()
+    assert main(["sample", "--space", str(space_file), "--n", "4", "--no-confirm", "--out", str(out)]) == 0
+    low, high = reachable_gflops(SearchSpace.load(space_file))
+    assert f"within {low * 0.5:.3f}-{high * 1.5:.3f} GFLOPs" in capsys.readouterr().err  # all it reaches
+    rows = json.loads((out / "candidates.json").read_text())["candidates"]
+    assert len(rows) == 4 and all(loaded.predict_ms(_arch(r)) <= ceiling for r in rows)
+    space = SearchSpace.load(space_file)
+    searcher = BudgetedOptunaSearch(space, storage_url=f"sqlite:///{tmp_path / 's'}.db", study_name="s", seed=3)
+    for i in range(3):
+        assert loaded.predict_ms(ArchSpec.from_dict(searcher.suggest(f"t{i}")["arch"])) <= ceiling
+    neither = write_space(tmp_path / "n.yaml", unbudgeted)
+    error_line(capsys, "sample", ["--space", str(neither), "--n", "1"], "budget_gflops", "unless max_latency_ms")

@@ -20,7 +20,7 @@ from scrfd_search.errors import UserError, check_seed
 from scrfd_search.flops.report import COMPONENTS
 from scrfd_search.io_utils import atomic_write_json, atomic_write_text, check_writable, staged_folder
 from scrfd_search.latency.budget import space_latency
-from scrfd_search.sampling.sampler import sample_candidates
+from scrfd_search.sampling.sampler import gflops_band, sample_candidates
 from scrfd_search.space.search_space import SearchSpace
 
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out: {args.out} already holds files (use --force to replace them)")
     space_latency(space)  # a latency table that is missing, not one, or from another machine: fail before sampling
     budget = space.budget_gflops if args.budget is None else args.budget
-    low, high = space.budget_range(budget)
+    low, high = gflops_band(space, budget)
     print(
         f"sampling {args.n} candidates from {space.name} ({space.block} blocks) within "
         f"{low:.3f}-{high:.3f} GFLOPs at {space.input_shape[0]}x{space.input_shape[1]}, seed {args.seed}",

@@ -36,6 +36,14 @@ class StoreView:
         return self.settings.budget_gflops
 
     @property
+    def budget_label(self) -> str:
+        """'2.5 GFLOPs', or a latency-only search's ceiling ('12 ms'), or 'unknown GFLOPs'."""
+        ceiling = (self.settings.space or {}).get("max_latency_ms")
+        if self.budget_gflops is None and ceiling is not None:
+            return f"{ceiling:g} ms"
+        return budget_text(self.budget_gflops)
+
+    @property
     def step(self) -> int | None:
         """1 (backbone only) or 2 (whole detector), None when unknown."""
         return self.settings.step
@@ -56,7 +64,7 @@ class StoreView:
         searcher = f", {self.searcher}" if self.searcher else ""
         if self.recipe_only:
             return f"recipe only{searcher} ({self.name})"
-        return f"{budget_text(self.budget_gflops)}, step {self.step or '?'}{searcher} ({self.name})"
+        return f"{self.budget_label}, step {self.step or '?'}{searcher} ({self.name})"
 
     @property
     def title(self) -> str:
@@ -64,7 +72,7 @@ class StoreView:
         searcher = f" ({self.searcher})" if self.searcher else ""
         if self.recipe_only:
             return f"{self.name}: recipe only{searcher}"
-        return f"{self.name}: {budget_text(self.budget_gflops)} budget, step {self.step or '?'}{searcher}"
+        return f"{self.name}: {self.budget_label} budget, step {self.step or '?'}{searcher}"
 
     @property
     def best(self) -> tuple[TrialRecord, ...]:

@@ -61,6 +61,15 @@ def reachable_gflops(space: SearchSpace) -> tuple[float, float]:
     return count_flops(low, space.input_shape).total_gflops, count_flops(high, space.input_shape).total_gflops
 
 
+def gflops_band(space: SearchSpace, budget_gflops: float | None = None) -> tuple[float, float]:
+    """(low, high) GFLOPs a candidate must fall in: the budget's band, or, for a space with a latency ceiling
+    and no budget, all the space reaches (widened by the tolerance fvcore and the closed form may differ by)."""
+    if budget_gflops is not None or space.budget_gflops is not None:
+        return space.budget_range(budget_gflops)
+    cheapest, dearest = reachable_gflops(space)
+    return cheapest * (1 - space.tolerance), dearest * (1 + space.tolerance)
+
+
 def sample_candidates(
     space: SearchSpace,
     n: int,
@@ -85,7 +94,7 @@ def sample_candidates(
     """
     if n < 1:
         raise UserError(f"--n: {n} must be at least 1")
-    low, high = space.budget_range(budget_gflops)
+    low, high = gflops_band(space, budget_gflops)
     check_feasible(space, low, high)
     latency = space_latency(space)
     _check_latency_floor(space, latency)

@@ -218,6 +218,9 @@ def status_text(
     if experiment.budget_gflops is not None:
         tol = experiment.tolerance or 0.0
         low_high = f", budget {experiment.budget_gflops:g} GFLOPs +-{100 * tol:g}%"
+    ceiling = (experiment.space or {}).get("max_latency_ms")
+    if ceiling is not None:
+        low_high += f", latency ceiling {ceiling:g} ms (predicted)"
     settings = experiment.settings
     what = f"step {experiment.step or 1}"
     if settings is not None and settings.recipe_only:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -76,7 +77,7 @@ class SearchSpace:
     name: str
     step: int
     block: str
-    budget_gflops: float
+    budget_gflops: float | None  # None: no FLOPs band, only a latency ceiling (max_latency_ms)
     tolerance: float
     input_shape: tuple[int, int]
     stem_width: IntRange
@@ -96,8 +97,10 @@ class SearchSpace:
     latency_table: Path | None = None  # a table from `scrfd-search latency-table`, resolved beside the YAML
 
     def budget_range(self, budget_gflops: float | None = None) -> tuple[float, float]:
-        """(low, high) GFLOPs accepted: the budget plus or minus the tolerance."""
+        """(low, high) GFLOPs accepted: the budget plus or minus the tolerance; (0, inf) without a budget."""
         budget = self.budget_gflops if budget_gflops is None else budget_gflops
+        if budget is None:
+            return 0.0, math.inf
         return budget * (1 - self.tolerance), budget * (1 + self.tolerance)
 
     def sample_backbone(self, rng: np.random.Generator) -> Backbone:
@@ -194,7 +197,7 @@ class SearchSpace:
             "name": self.name,
             "step": self.step,
             "block": self.block,
-            "budget_gflops": self.budget_gflops,
+            **({"budget_gflops": self.budget_gflops} if self.budget_gflops is not None else {}),
             "tolerance": self.tolerance,
             "input_shape": list(self.input_shape),
             "stem_width": _range_dict(self.stem_width),
@@ -288,13 +291,15 @@ class _SpaceParser:
         if not isinstance(data, dict):
             raise SpaceError(f"{self.source}: expected a mapping of search-space keys at the top level")
         self.reject_unknown(data, _TOP_KEYS, "")
-        for key in ("name", "block", "budget_gflops"):
+        for key in ("name", "block"):
             if key not in data:
                 raise self.fail(key, "missing (required)")
+        if "budget_gflops" not in data and "max_latency_ms" not in data:
+            raise self.fail("budget_gflops", "missing (required unless max_latency_ms sets a latency ceiling)")
         block = data["block"]
         if block not in BLOCK_TYPES:
             raise self.fail("block", f"{block!r} is not one of {', '.join(BLOCK_TYPES)}")
-        budget = self.number(data["budget_gflops"], "budget_gflops")
+        budget = self.number(data["budget_gflops"], "budget_gflops") if "budget_gflops" in data else None
         tolerance = self.number(data.get("tolerance", 0.02), "tolerance")
         if not 0 < tolerance < 1:
             raise self.fail("tolerance", f"{tolerance} must be between 0 and 1 (0.02 means +-2%)")
