@@ -39,7 +39,8 @@ def test_doctor_on_demo_data_passes_and_estimates_a_search(demo_data: Path, tmp_
     assert rows["mmcv"][0] == "ok" and "CPU kernels only" in rows["mmcv"][1]
     assert rows["data"] == ("ok", f"{demo_data}: {DEMO.num_train} training, {DEMO.num_val} validation images")
     assert rows["disk"][0] == "ok" and "GiB free under" in rows["disk"][1]
-    assert re.search(r"3 iterations of a 0\.(49|5)\d* GF candidate on cpu, 64 px, batch 2: [\d.]+ images/s", rows["probe"][1])
+    probe = r"3 iterations of a 0\.(49|5)\d* GF candidate on cpu, 64 px, batch 2: [\d.]+ images/s"
+    assert re.search(probe, rows["probe"][1])
     assert re.search(rf"10 trials x 4 epochs x {DEMO.num_train} images, \d+ at once: about \d+", rows["estimate"][1])
     assert "Ray resources" in rows and "CPUs" in rows["Ray resources"][1]
 
