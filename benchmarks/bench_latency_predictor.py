@@ -21,8 +21,10 @@ machine's load average before and after, and the candidates' p10-p90 spread.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
@@ -58,6 +60,16 @@ def table_for(space: SearchSpace, args: argparse.Namespace) -> LatencyTable:
             return table
         except Exception as exc:  # a table from elsewhere: measure a new one
             print(f"  not reusing {path}: {exc}")
+    # Built in a child process: a process that has just timed hundreds of parts times whole detectors about
+    # 10 % slower (docs/latency.md), and the candidates must be timed as a fresh `latency` process times them.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(build_and_save, space, args, path).result()
+    print()
+    return load_latency_table(path)
+
+
+def build_and_save(space: SearchSpace, args: argparse.Namespace, path: Path) -> None:
+    """Measure the space's table with its fit models on this machine and write it to path."""
     from scrfd_search.latency_targets import whole_model_timer
 
     settings = Settings(args.backend, "cpu", args.threads, 1, space.input_shape)
@@ -75,9 +87,7 @@ def table_for(space: SearchSpace, args: argparse.Namespace) -> LatencyTable:
         time_whole=whole_model_timer(settings, args.table_runs, 2),
         progress=lambda m: print(f"\r  {m:<90}", end="", flush=True),
     )
-    print()
     atomic_write_json(path, table.to_dict())
-    return replace(table, source=str(path))
 
 
 def measure(archs: list, space: SearchSpace, args: argparse.Namespace) -> list[Timing]:
