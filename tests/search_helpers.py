@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from scrfd_search.cli import main
 from scrfd_search.data.demo import DemoConfig
 from scrfd_search.flops.analytic import count_flops
 from scrfd_search.search.experiment import ExperimentRecord
+from scrfd_search.search.fidelity_stats import BOOTSTRAP_RESAMPLES
 from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import ExperimentStore, TrialRecord
 from scrfd_search.space.arch import ArchSpec, HeadSpec, NeckSpec, StageSpec
@@ -262,3 +264,30 @@ def gflops_front_by_brute_force(rows: list[TrialRecord]) -> list[str]:
             for b in rows
         )
     ]
+
+
+def scipy_rank_statistic(a: np.ndarray, b: np.ndarray, which: str) -> float:
+    """scipy's Kendall tau ("tau") or Spearman rho ("rho") of a against b; a constant sample scores 0."""
+    from scipy import stats  # deferred: heavy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = (stats.kendalltau if which == "tau" else stats.spearmanr)(a, b).statistic
+    return 0.0 if np.isnan(value) else float(value)
+
+
+def scipy_rank_interval(x: Sequence[float], y: Sequence[float], which: str, seed: int) -> tuple[float, float]:
+    """scipy.stats.bootstrap's percentile interval of tau or rho, paired over trials: the reference that
+    fidelity's own bootstrap (fidelity_stats) is held against."""
+    from scipy import stats  # deferred: heavy
+
+    ci = stats.bootstrap(
+        (np.array(x), np.array(y)),
+        lambda a, b: scipy_rank_statistic(a, b, which),
+        paired=True,
+        vectorized=False,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return ci.low, ci.high

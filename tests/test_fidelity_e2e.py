@@ -17,16 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import TINY_TRAINING
-from scipy import stats
-from search_helpers import STEP1_SPACE
+from search_helpers import STEP1_SPACE, scipy_rank_interval, scipy_rank_statistic
 
-from scrfd_search.search.fidelity_stats import BOOTSTRAP_RESAMPLES
 from scrfd_search.search.fidelity_store import RUNS_DIR, fidelity_dir, read_report
 from scrfd_search.search.store import ExperimentStore, ranked
 from scrfd_search.search.trial import read_events
@@ -84,24 +81,10 @@ def ended_runs(runs: Path) -> dict[str, bytes]:
 def scipy_agreement(x: list[float], y: list[float], seed: int) -> dict[str, float]:
     """tau, rho and their percentile-bootstrap intervals, straight from scipy (a constant resample scores 0)."""
     out = {}
-    for name, fn in (("tau", stats.kendalltau), ("rho", stats.spearmanr)):
-
-        def statistic(a: np.ndarray, b: np.ndarray, fn=fn) -> float:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                value = fn(a, b).statistic
-            return 0.0 if np.isnan(value) else float(value)
-
-        ci = stats.bootstrap(
-            (np.array(x), np.array(y)),
-            statistic,
-            paired=True,
-            vectorized=False,
-            n_resamples=BOOTSTRAP_RESAMPLES,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        ).confidence_interval
-        out.update({name: statistic(np.array(x), np.array(y)), f"{name}_low": ci.low, f"{name}_high": ci.high})
+    for name in ("tau", "rho"):
+        low, high = scipy_rank_interval(x, y, name, seed)
+        value = scipy_rank_statistic(np.array(x), np.array(y), name)
+        out.update({name: value, f"{name}_low": low, f"{name}_high": high})
     return out
 
 

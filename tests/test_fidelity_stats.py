@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
 from scipy import stats
+from search_helpers import scipy_rank_interval
 
 from scrfd_search.errors import UserError
 from scrfd_search.search.fidelity_stats import (
-    BOOTSTRAP_RESAMPLES,
     CandidateRuns,
     fidelity_report,
     pick_trials,
@@ -45,35 +44,14 @@ def test_a_pick_outside_three_to_n_is_refused(k: int) -> None:
         pick_trials(RANKED, k, seed=0)
 
 
-def scipy_interval(x: list[float], y: list[float], which: str, seed: int) -> tuple[float, float]:
-    """scipy.stats.bootstrap's percentile interval, paired over trials (a constant resample scores 0)."""
-
-    def statistic(a: np.ndarray, b: np.ndarray) -> float:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            value = (stats.kendalltau if which == "tau" else stats.spearmanr)(a, b).statistic
-        return 0.0 if np.isnan(value) else float(value)
-
-    ci = stats.bootstrap(
-        (np.array(x), np.array(y)),
-        statistic,
-        paired=True,
-        vectorized=False,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    ).confidence_interval
-    return ci.low, ci.high
-
-
 def test_rank_agreement_is_scipys_tau_rho_and_bootstrap_intervals() -> None:
     x = [0.61, 0.58, 0.55, 0.52, 0.49, 0.40]
     y = [0.70, 0.71, 0.60, 0.66, 0.50, 0.52]
     a = rank_agreement(x, y, seed=7)
     assert a.tau == pytest.approx(stats.kendalltau(x, y).statistic)
     assert a.rho == pytest.approx(stats.spearmanr(x, y).statistic)
-    assert (a.tau_low, a.tau_high) == pytest.approx(scipy_interval(x, y, "tau", 7))
-    assert (a.rho_low, a.rho_high) == pytest.approx(scipy_interval(x, y, "rho", 7))
+    assert (a.tau_low, a.tau_high) == pytest.approx(scipy_rank_interval(x, y, "tau", 7))
+    assert (a.rho_low, a.rho_high) == pytest.approx(scipy_rank_interval(x, y, "rho", 7))
     assert a.tau_low <= a.tau <= a.tau_high and a.rho_low <= a.rho <= a.rho_high
     assert rank_agreement(x, y, seed=7) == a  # seeded
 
