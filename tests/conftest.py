@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from search_helpers import DEMO, REPO, SHARED_GT  # noqa: F401 (SHARED_GT: kept importable from here)
+from search_helpers import DEMO, REPO, STEP1_SPACE, cli
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 
@@ -92,20 +92,13 @@ def tiny_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     Returns (results dir, data dir); a test that writes into the store works on a copy (`copy_store`).
     """
-    import subprocess
-    import sys
-
-    from scrfd_search.data.demo import DemoConfig, write_demo_dataset
-
     root = tmp_path_factory.mktemp("tiny_search")
     data = root / "demo"
     write_demo_dataset(data, DemoConfig(num_train=4, num_val=2, seed=1, min_width=64, max_width=96))
-    argv = [
-        sys.executable, "-m", "scrfd_search.cli", "launch", "--space",
-        str(REPO / "search_spaces" / "scrfd_0.5gf_step1.yaml"), "--name", "tiny", "--data", str(data),
+    done = cli(
+        "launch", "--space", str(STEP1_SPACE), "--name", "tiny", "--data", str(data),
         "--results-dir", str(root / "results"), "--trials", "3", *TINY_TRAINING, "--quiet",
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=1200)
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return root / "results", data
 

@@ -199,37 +199,59 @@ def demo_options(data: Path, epochs: int = 1) -> list[str]:
     return options + [f"{m}_evaluator.gt_dir={data / 'wider_face_split'}" for m in ("val", "test")]
 
 
-def session_pids(sid: int) -> list[int]:
-    """Processes of a session (a driver's or `ray start`'s: Ray's processes and trial workers stay in it)."""
-    pids = []
+# Ray's per-node agents outlive a killed driver by half a minute or more (measured: still running 20 s
+# after the raylet and the trial workers had gone) and never write into a store, so waiting for them to
+# follow their driver only idles the test: they are ended with the stragglers instead.
+RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """Live processes of a session (a driver's or `ray start`'s: Ray's processes and trial workers stay in
+    it), with their command names; zombies, which are already dead, are left out."""
+    found = {}
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
         except (OSError, IndexError):
             continue
-        if entry.name.isdigit() and int(fields[3]) == sid:
-            pids.append(int(entry.name))
-    return pids
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found[int(entry.name)] = name
+    return found
 
 
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of the session at once, the leader first (a node that is lost)."""
-    for pid in sorted(session_pids(sid), key=lambda p: p != sid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def session_pids(sid: int) -> list[int]:
+    """Pids of the live processes of a session."""
+    return list(session_processes(sid))
+
+
+def kill_session(sid: int, wait_s: float = 0.0) -> None:
+    """SIGKILL every process of the session, the leader first (a node that is lost); with wait_s, again
+    until none is left or wait_s has passed."""
+    deadline = time.time() + wait_s
+    while pids := session_pids(sid):
+        for pid in sorted(pids, key=lambda p: p != sid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.time() >= deadline:
+            return
+        time.sleep(0.1)
 
 
 def end_session(proc: subprocess.Popen, sig: int = signal.SIGKILL, grace_s: float = 15.0) -> None:
     """End a process started with start_new_session=True and all of its session: send sig to it if it still
-    runs, wait up to grace_s for the session to empty (Ray's processes follow), then SIGKILL what is left."""
+    runs, wait up to grace_s for the session's processes to follow (Ray's agents excepted: see RAY_AGENTS),
+    then SIGKILL what is left."""
     if proc.poll() is None:
         proc.send_signal(sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
     deadline = time.time() + grace_s
-    while session_pids(proc.pid) and time.time() < deadline:
-        time.sleep(0.2)
-    kill_session(proc.pid)
+    while set(session_processes(proc.pid).values()) - set(RAY_AGENTS) and time.time() < deadline:
+        time.sleep(0.1)
+    kill_session(proc.pid, wait_s=grace_s)
     proc.wait()
 
 

@@ -9,20 +9,16 @@ mmengine configs they ran with are compared.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import TINY_TRAINING
-from search_helpers import STEP1_SPACE, scipy_rank_interval, scipy_rank_statistic
+from search_helpers import STEP1_SPACE, cli, cli_command, kill_session, scipy_rank_interval, scipy_rank_statistic
 
 from scrfd_search.search.fidelity_store import RUNS_DIR, fidelity_dir, read_report
 from scrfd_search.search.store import ExperimentStore, ranked
@@ -33,39 +29,11 @@ pytestmark = pytest.mark.slow
 RUN_TIMEOUT_S = 900
 
 
-def cli(*argv: str) -> list[str]:
-    """The command line of `scrfd-search ARGV` with this interpreter."""
-    return [sys.executable, "-m", "scrfd_search.cli", *argv]
-
-
 def copy_store(tiny_search: tuple[Path, Path], tmp_path: Path) -> Path:
     """A private copy of the session's search (its data stays where it is); returns the results dir."""
     results = tmp_path / "results"
     shutil.copytree(tiny_search[0], results)
     return results
-
-
-def session_pids(sid: int) -> list[int]:
-    """Processes of session sid (the driver we started and every process it spawned)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of session sid, as a lost machine would, and wait until they are gone."""
-    deadline = time.time() + 30
-    while (pids := session_pids(sid)) and time.time() < deadline:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
 
 
 def ended_runs(runs: Path) -> dict[str, bytes]:
@@ -102,22 +70,22 @@ def mmengine_config(work_dir: Path) -> dict:
 
 def test_fidelity_killed_mid_way_resumes_without_retraining_finished_runs(tiny_search, tmp_path: Path) -> None:
     results = copy_store(tiny_search, tmp_path)
-    argv = cli("fidelity", "tiny", "--sample", "3", "--seeds", "1", "--epochs", "2", "--results-dir", str(results))
+    args = ["fidelity", "tiny", "--sample", "3", "--seeds", "1", "--epochs", "2", "--results-dir", str(results)]
     runs = fidelity_dir(results / "tiny") / RUNS_DIR
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.time() + RUN_TIMEOUT_S
         while not ended_runs(runs) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, "fidelity ended before the kill: " + proc.stderr.read().decode()[-2000:]
     finally:
-        kill_session(proc.pid)
+        kill_session(proc.pid, wait_s=30)  # as a lost machine would
         proc.wait()
     before = ended_runs(runs)
     assert 1 <= len(before) < 6
     assert not (fidelity_dir(results / "tiny") / "fidelity.json").exists()
 
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    done = cli(*args)  # in this process: nothing is killed now
     assert done.returncode == 0, done.stderr[-3000:]
     after = ended_runs(runs)
     assert len(after) == 6  # 3 trials x 1 seed x 2 lengths
@@ -150,13 +118,12 @@ def test_fidelity_killed_mid_way_resumes_without_retraining_finished_runs(tiny_s
         assert seeds == [0, 1, 1]
 
 
-def test_repeats_train_every_candidate_twice_and_rank_by_the_mean(tiny_search, tmp_path: Path, capsys) -> None:
+def test_repeats_train_every_candidate_twice_and_rank_by_the_mean(tiny_search, tmp_path: Path) -> None:
     _, data = tiny_search
-    argv = cli(
+    done = cli(
         "launch", "--space", str(STEP1_SPACE), "--name", "rep", "--data", str(data), "--results-dir", str(tmp_path),
         "--trials", "2", "--repeats", "2", *TINY_TRAINING, "--quiet",
     )  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
     store = ExperimentStore(tmp_path / "rep")
     assert store.read_experiment().settings.repeats == 2  # what resume reads back
@@ -170,10 +137,8 @@ def test_repeats_train_every_candidate_twice_and_rank_by_the_mean(tiny_search, t
         assert row.state == "TERMINATED" and row.checkpoint is not None
     by_mean = sorted(rows, key=lambda r: (-sum(r.extra["hard_runs"]) / 2, r.flops.total_gflops, r.trial_id))
     assert [r.trial_id for r in ranked(rows)] == [r.trial_id for r in by_mean]
-    from scrfd_search.cli import main
-
-    assert main(["status", "rep", "--results-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "repeats: every candidate trains 2 times (seeds 0 to 1)" in out and " sd%" in out
-    assert main(["resume", "rep", "--results-dir", str(tmp_path)]) == 0
-    assert "all 2 trials already finished" in capsys.readouterr().err
+    status = cli("status", "rep", "--results-dir", str(tmp_path))
+    assert status.returncode == 0
+    assert "repeats: every candidate trains 2 times (seeds 0 to 1)" in status.stdout and " sd%" in status.stdout
+    again = cli("resume", "rep", "--results-dir", str(tmp_path))
+    assert again.returncode == 0 and "all 2 trials already finished" in again.stderr

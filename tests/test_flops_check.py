@@ -4,14 +4,11 @@ space's tolerance fails that trial with one line (and the search goes on)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from search_helpers import TINY_ARCH, make_store
+from search_helpers import TINY_ARCH, cli, make_store
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.flops.analytic import count_flops
@@ -21,7 +18,6 @@ from scrfd_search.search.settings import SearchSettings
 from scrfd_search.search.store import CANDIDATES_FILE, ExperimentStore
 from scrfd_search.search.trial import confirm_flops, read_events, trial_settings
 
-REPO = Path(__file__).resolve().parents[1]
 SHAPE = (128, 160)
 
 
@@ -72,9 +68,7 @@ def test_a_search_trial_whose_fvcore_figure_disagrees_fails_alone_with_one_line(
     wrong = inflated(count_flops(TINY_ARCH, shape), 1.10)
     config = {"trial_key": "c0000", "candidate": 0, "arch": TINY_ARCH.to_dict(), "flops": wrong.to_dict()}
     (store.path / CANDIDATES_FILE).write_text(json.dumps({"candidates": [config]}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    argv = [sys.executable, "-m", "scrfd_search.cli", "resume", "s", "--results-dir", str(tmp_path)]
-    done = subprocess.run([*argv, "--data", str(data)], capture_output=True, text=True, timeout=600, env=env)
+    done = cli("resume", "s", "--results-dir", str(tmp_path), "--data", str(data))
     assert done.returncode == 0, done.stderr[-3000:]
     [row] = ExperimentStore(store.path).read_trials()
     assert row.state == "ERROR" and row.epochs_run == 0, row

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from search_helpers import STEP1_SPACE
+from search_helpers import STEP1_SPACE, cli
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 
@@ -89,12 +89,6 @@ def cluster_and_hidden_node(tmp_path: Path) -> Iterator[tuple[str, Path, Callabl
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, signal.SIGKILL)
         cluster.shutdown()
-
-
-def cli(*argv: str) -> subprocess.CompletedProcess:
-    """`scrfd-search ARGV` as a user runs it."""
-    argv_ = [sys.executable, "-m", "scrfd_search.cli", *argv]
-    return subprocess.run(argv_, capture_output=True, text=True, timeout=600)
 
 
 def test_a_node_without_the_results_folder_is_named_and_nothing_starts(cluster_and_hidden_node, tmp_path: Path) -> None:

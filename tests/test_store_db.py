@@ -12,15 +12,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from search_helpers import make_store, step1_rows
+from search_helpers import REPO, make_store, step1_rows
 
 from scrfd_search.cli import main
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 from scrfd_search.errors import UserError
 from scrfd_search.io_utils import atomic_write_json
 from scrfd_search.search.store import CANDIDATES_FILE, ExperimentStore, TrialRecord
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_an_event_writes_its_row_in_place_and_the_order_of_first_record_is_kept(tmp_path):
