@@ -165,12 +165,19 @@ def test_failed_export_leaves_nothing(experiment: tuple[Path, list[TrialRecord]]
 
 
 def test_cli_errors(experiment: tuple[Path, list[TrialRecord]], capsys: pytest.CaptureFixture) -> None:
-    results, _ = experiment
+    results, trials = experiment
     assert main(["export", "exp", "--top", "0", "--results-dir", str(results)]) == 2
     assert "--top" in capsys.readouterr().err
     assert main(["export", "exp", "--arch", "x.json", "--results-dir", str(results)]) == 2
     assert main(["export", "nope", "--results-dir", str(results)]) == 2
     assert "nope" in capsys.readouterr().err
+    # a checkpoint that went missing: the error names the file that holds the rows (trials.db)
+    store = ExperimentStore(results / "exp")
+    store.upsert(trials[1].updated(checkpoint="trials/b/gone.pth"))
+    assert main(["export", "exp", "--onnx", "--out", str(results / "out"), "--results-dir", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert f"{store.database_file}: trial b: checkpoint trials/b/gone.pth not found" in err and err.count("\n") == 1
+    assert not (results / "out").exists()
 
 
 def onnx_vs_torch(

@@ -37,16 +37,16 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
 
 
-def _resolve_checkpoint(trial: TrialRecord, experiment_dir: Path) -> Path | None:
+def _resolve_checkpoint(trial: TrialRecord, store: ExperimentStore) -> Path | None:
     """The trial's checkpoint file (absolute, or relative to the experiment or the current folder)."""
     if not trial.checkpoint:
         return None
     path = Path(trial.checkpoint).expanduser()
-    for candidate in (path,) if path.is_absolute() else (experiment_dir / path, Path.cwd() / path):
+    for candidate in (path,) if path.is_absolute() else (store.path / path, Path.cwd() / path):
         if candidate.is_file():
             return candidate.resolve()
     raise UserError(
-        f"{experiment_dir / 'leaderboard.json'}: trial {trial.trial_id}: checkpoint {trial.checkpoint} "
+        f"{store.rows_file}: trial {trial.trial_id}: checkpoint {trial.checkpoint} "
         "not found (it was moved or deleted; export without --onnx, or restore it)"
     )
 
@@ -95,7 +95,7 @@ def pareto_trials(store: ExperimentStore) -> list[TrialRecord]:
     front = set(store.pareto_ids())
     chosen = [t for t in ranked(store.read_trials()) if t.trial_id in front]
     if not chosen:
-        raise UserError(f"{store.leaderboard_file}: no finished trial yet (the Pareto front is empty)")
+        raise UserError(f"{store.rows_file}: no finished trial yet (the Pareto front is empty)")
     return chosen
 
 
@@ -114,7 +114,7 @@ def items_from_experiment(
     settings = store.read_experiment()
     best = pareto_trials(store) if pareto else [t for t in ranked(store.read_trials()) if t.state != "ERROR"][:top]
     if not best:
-        raise UserError(f"{store.leaderboard_file}: no trial with a hard AP yet (nothing to export)")
+        raise UserError(f"{store.rows_file}: no trial with a hard AP yet (nothing to export)")
     items = []
     for rank, trial in enumerate(best, 1):
         folder = f"{rank:02d}_{safe_name(trial.trial_id)}"
@@ -124,9 +124,9 @@ def items_from_experiment(
                 stem=f"{safe_name(name)}_{folder}",
                 arch=trial.arch,
                 flops=trial.flops,
-                flops_source=f"recorded by the search ({store.leaderboard_file})",
+                flops_source=f"recorded by the search ({store.rows_file})",
                 metrics=search_metrics(trial, rank, name, settings) | ({"pareto": True} if pareto else {}),
-                checkpoint=_resolve_checkpoint(trial, store.path) if need_checkpoints else None,
+                checkpoint=_resolve_checkpoint(trial, store) if need_checkpoints else None,
                 recipe=trial_recipe(trial, settings),
             )
         )

@@ -97,7 +97,7 @@ def run_config(row: TrialRecord, length: str, seed: int) -> dict[str, Any]:
 def make_plan(settings: SearchSettings, rows: list[TrialRecord], request: FidelityRequest) -> FidelityPlan:
     """Pick the trials and list the runs; a UserError when the search cannot support the request."""
     done = finished_trials(rows, settings.epochs)
-    where = f"{settings.path / 'leaderboard.json'}"
+    where = str(ExperimentStore(settings.path).rows_file)
     if len(done) < 3:
         raise UserError(f"{where}: {len(done)} trials trained to the end; fidelity needs at least 3")
     if request.sample > len(done):

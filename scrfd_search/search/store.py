@@ -192,6 +192,11 @@ class ExperimentStore:
         """trials.db: one row per trial, SQLite in WAL mode."""
         return self._db.path
 
+    @property
+    def rows_file(self) -> Path:
+        """The file the rows are read from, for messages: trials.db, or leaderboard.json in an old store."""
+        return self.leaderboard_file if self.needs_migration() else self.database_file
+
     def exists(self) -> bool:
         """Whether the experiment was created."""
         return self.experiment_file.is_file()
