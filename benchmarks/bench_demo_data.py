@@ -46,26 +46,13 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train ARCH on one data set with one seed (in a worker process); its APs and seconds."""
     import torch  # deferred: only the worker processes need it
 
-    from scrfd_search.config_builder import DataSettings, Schedule
     from scrfd_search.recipe import Recipe
     from scrfd_search.training.candidate import train_candidate
-    from scrfd_search.training.data_checks import warmup_iters_for
+    from scrfd_search.training.settings import candidate_data, candidate_schedule
 
     torch.set_num_threads(1)
-    root = Path(job["data"])
-    data = DataSettings(
-        data_root=str(root),
-        gt_dir=str(root / "wider_face_split"),
-        img_size=job["img_size"],
-        batch_size=4,
-        num_workers=0,
-    )
-    schedule = Schedule(
-        epochs=job["epochs"],
-        recipe=Recipe(lr=0.01),
-        base_batch_size=None,
-        warmup_iters=warmup_iters_for(data, job["epochs"]),
-    )
+    data = candidate_data(job["data"], img_size=job["img_size"], batch_size=4, num_workers=0)
+    schedule = candidate_schedule(data, job["epochs"], Recipe(lr=0.01))  # as a search trial trains
     start = time.perf_counter()
     result = train_candidate(ARCH, data, schedule, Path(job["work"]), device="cpu", seed=job["seed"], progress=None)
     aps = {"easy": result.easy, "medium": result.medium, "hard": result.hard}

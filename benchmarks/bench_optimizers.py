@@ -42,26 +42,13 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train ARCH with one optimizer and seed (in a worker process); its hard AP and seconds."""
     import torch
 
-    from scrfd_search.config_builder import DataSettings, Schedule
     from scrfd_search.recipe import Recipe
     from scrfd_search.training.candidate import train_candidate
-    from scrfd_search.training.data_checks import warmup_iters_for
+    from scrfd_search.training.settings import candidate_data, candidate_schedule
 
     torch.set_num_threads(1)
-    root = Path(job["data"])
-    data = DataSettings(
-        data_root=str(root),
-        gt_dir=str(root / "wider_face_split"),
-        img_size=job["img_size"],
-        batch_size=job["batch_size"],
-        num_workers=0,
-    )
-    schedule = Schedule(
-        epochs=job["epochs"],
-        recipe=Recipe(job["optimizer"]),
-        base_batch_size=None,
-        warmup_iters=warmup_iters_for(data, job["epochs"]),
-    )
+    data = candidate_data(job["data"], img_size=job["img_size"], batch_size=job["batch_size"], num_workers=0)
+    schedule = candidate_schedule(data, job["epochs"], Recipe(job["optimizer"]))  # as a search trial trains
     start = time.perf_counter()
     result = train_candidate(ARCH, data, schedule, Path(job["work"]), device="cpu", seed=job["seed"], progress=None)
     return {**{k: job[k] for k in ("optimizer", "seed")}, "hard": result.hard, "seconds": time.perf_counter() - start}
