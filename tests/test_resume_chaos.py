@@ -9,7 +9,7 @@ trial trained to its end twice, and no PENDING or ERROR row.
 
 The driver alone is killed, as the OOM killer or a lost session would; the Ray processes it started
 die with it (Ray ties them to their driver), and any straggler is cleaned up before the next run so
-the shared CI machine is left as it was. Demo data, 64 px images, 1 epoch: about 5 minutes on 2 cores.
+the shared CI machine is left as it was. Demo data, 64 px images, 1 epoch: about 3 minutes on 2 cores.
 Set SCRFD_CHAOS_SEED to replay another schedule.
 """
 
