@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from search_helpers import DEMO, REPO, STEP1_SPACE, cli
+from search_helpers import DEMO, REPO, SMALL_DEMO, STEP1_SPACE, cli
 
 from scrfd_search.data.demo import DemoConfig, write_demo_dataset
 
@@ -94,7 +94,7 @@ def tiny_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """
     root = tmp_path_factory.mktemp("tiny_search")
     data = root / "demo"
-    write_demo_dataset(data, DemoConfig(num_train=4, num_val=2, seed=1, min_width=64, max_width=96))
+    write_demo_dataset(data, SMALL_DEMO)
     done = cli(
         "launch", "--space", str(STEP1_SPACE), "--name", "tiny", "--data", str(data),
         "--results-dir", str(root / "results"), "--trials", "3", *TINY_TRAINING, "--quiet",

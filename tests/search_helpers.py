@@ -222,16 +222,11 @@ def session_processes(sid: int) -> dict[int, str]:
     return found
 
 
-def session_pids(sid: int) -> list[int]:
-    """Pids of the live processes of a session."""
-    return list(session_processes(sid))
-
-
 def kill_session(sid: int, wait_s: float = 0.0) -> None:
     """SIGKILL every process of the session, the leader first (a node that is lost); with wait_s, again
     until none is left or wait_s has passed."""
     deadline = time.time() + wait_s
-    while pids := session_pids(sid):
+    while pids := session_processes(sid):
         for pid in sorted(pids, key=lambda p: p != sid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
